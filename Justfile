@@ -1,0 +1,28 @@
+# Recipes mirror the commands in README.md; they never replace them.
+
+# Build the binary into ./backfill
+build:
+    go build -o backfill .
+
+# Run the whole test suite as CI does (needs PostgreSQL on 127.0.0.1:5432)
+test:
+    go test -race -timeout 60m ./...
+
+# What CI runs: start PostgreSQL if needed, vet, test
+ci:
+    bash .ci/run
+
+# Fetch benchmark: fetch vs. bare websocket read, indigo consumer, read+compress ceiling
+bench-fetch:
+    go test -run '^$' -bench BenchmarkFetch -benchtime 1x -timeout 30m ./firehose/
+
+# Load benchmark: load vs. raw COPY ceiling vs. row-by-row floor
+bench-load:
+    go test -run '^$' -bench BenchmarkLoad -benchtime 1x -timeout 60m ./loader/
+
+# Fuzz every decoder of untrusted bytes for a minute each
+fuzz:
+    go test -run '^$' -fuzz FuzzPeekHeader -fuzztime 60s ./decode/
+    go test -run '^$' -fuzz FuzzDecode -fuzztime 60s ./decode/
+    go test -run '^$' -fuzz FuzzReader -fuzztime 60s ./spool/
+    go test -run '^$' -fuzz FuzzRecover -fuzztime 60s ./spool/

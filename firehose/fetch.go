@@ -1,0 +1,430 @@
+package firehose
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/backfill/backfill/decode"
+)
+
+// Sink receives the frames a Fetcher keeps, in strictly increasing seq order.
+type Sink interface {
+	Append(seq int64, t time.Time, frame []byte) error
+	Flush() error
+}
+
+// ErrFutureCursor is returned when the relay answers that the cursor asked for is ahead of it:
+// the spool's frames come from another relay, or the relay's sequence was reset.
+var ErrFutureCursor = errors.New("firehose: relay says the cursor is in the future")
+
+// Config says where a fetch starts and when it stops.
+type Config struct {
+	Endpoint *url.URL
+	// Cursor is sent on the first connection; nil asks for the live stream only.
+	// Later connections resume from the last kept seq.
+	Cursor *int64
+	// After is the last seq already kept (from the spool); frames at or below it are duplicates.
+	After int64
+	// MinTime: frames before it are before the requested window and not kept, until the first
+	// frame at or after it (event times are not strictly ordered; later ones are all kept).
+	MinTime time.Time
+	// StopSeq: stop once a frame with seq >= StopSeq has been kept (0: no such stop).
+	StopSeq int64
+	// Head is the relay's newest seq when the run began (0: unknown). Without Follow the fetch
+	// stops there, and a replay that goes idle short of it is a stall, not the end.
+	Head int64
+	// StopTime: stop at the first frame whose time is at or after it, without keeping it.
+	StopTime time.Time
+	// Follow keeps tailing the live stream; otherwise a replay that goes idle for IdleTimeout
+	// (with StopSeq not yet known to be ahead) has caught up and the fetch ends.
+	Follow      bool
+	IdleTimeout time.Duration // default 5 s
+	// FlushInterval bounds how long a kept frame waits in memory before it reaches the file.
+	FlushInterval time.Duration // default 1 s
+	Dial          DialOptions
+	MinBackoff    time.Duration // default 250 ms
+	MaxBackoff    time.Duration // default 30 s
+	// MaxBytesPerSec caps the receive rate (0: no cap).
+	MaxBytesPerSec int64
+	Logger         *slog.Logger
+}
+
+// Stats are live counters of a fetch, safe to read from other goroutines.
+type Stats struct {
+	Frames      atomic.Int64 // frames received
+	BytesIn     atomic.Int64 // frame bytes received
+	Kept        atomic.Int64 // frames handed to the sink
+	KeptBytes   atomic.Int64
+	Duplicates  atomic.Int64 // a seq equal to the last kept one (inclusive replay, repeats)
+	Backwards   atomic.Int64 // a seq below the last kept one
+	BeforeStart atomic.Int64 // frames before MinTime
+	Unknown     atomic.Int64 // unknown op or message type
+	BadFrames   atomic.Int64 // frames whose header did not parse
+	Infos       atomic.Int64 // #info frames
+	ErrorFrames atomic.Int64
+	Reconnects  atomic.Int64
+	RetryAfters atomic.Int64 // connection attempts answered with a Retry-After that was honoured
+	LastSeq     atomic.Int64
+	LastTime    atomic.Int64 // unix microseconds of the last kept frame's event time
+	StopSeq     atomic.Int64 // the seq the fetch stops at, 0 when unknown
+}
+
+// Fetch streams frames from the relay into sink until a stop point, ctx is done, or an error
+// that retrying cannot heal. Dropped connections are retried with backoff from the last kept seq.
+// It returns nil when a stop point was reached and ctx.Err() when cancelled; the frame in hand
+// is always finished and the sink flushed before it returns.
+func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
+	f := &fetcher{cfg: cfg, sink: sink, st: st, last: cfg.After}
+	f.defaults()
+	st.LastSeq.Store(cfg.After)
+	if !f.cfg.Follow && f.cfg.Head > 0 && (f.cfg.StopSeq == 0 || f.cfg.Head < f.cfg.StopSeq) {
+		f.cfg.StopSeq = f.cfg.Head
+	}
+	st.StopSeq.Store(f.cfg.StopSeq)
+	err := f.run(ctx)
+	if ferr := sink.Flush(); ferr != nil && err == nil {
+		err = ferr
+	}
+	return err
+}
+
+type fetcher struct {
+	cfg      Config
+	sink     Sink
+	st       *Stats
+	last     int64 // last kept seq
+	limiter  *limiter
+	attempts int
+}
+
+func (f *fetcher) defaults() {
+	c := &f.cfg
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Second
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 250 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.Dial.ReadTimeout <= 0 {
+		c.Dial.ReadTimeout = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxBytesPerSec > 0 {
+		f.limiter = newLimiter(c.MaxBytesPerSec)
+	}
+}
+
+// errDone ends a session because a stop point was reached.
+var errDone = errors.New("stop point reached")
+
+// errReconnect ends a session that should be retried at once (after backoff).
+type errReconnect struct{ why error }
+
+func (e errReconnect) Error() string { return e.why.Error() }
+
+func (f *fetcher) run(ctx context.Context) error {
+	for {
+		cursor := f.cfg.Cursor
+		if f.last > 0 {
+			c := f.last
+			cursor = &c
+		}
+		conn, err := f.connect(ctx, cursor)
+		if err != nil {
+			return err
+		}
+		err = f.session(ctx, conn)
+		conn.Close()
+		switch {
+		case errors.Is(err, errDone):
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		var re errReconnect
+		if !errors.As(err, &re) {
+			return err
+		}
+		f.st.Reconnects.Add(1)
+		f.cfg.Logger.Warn("relay connection lost; reconnecting", "err", re.why, "resume_after", f.last)
+		if err := sleep(ctx, f.backoff(0)); err != nil {
+			return err
+		}
+	}
+}
+
+// connect dials until it succeeds, ctx ends, or the error is permanent.
+func (f *fetcher) connect(ctx context.Context, cursor *int64) (*Conn, error) {
+	for {
+		conn, err := Dial(ctx, f.cfg.Endpoint, cursor, f.cfg.Dial)
+		if err == nil {
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var de *DialError
+		if errors.As(err, &de) && de.Permanent() {
+			return nil, fmt.Errorf("%w: %v (the relay refuses this request; check --relay-url)", ErrPermanent, err)
+		}
+		wait := f.backoff(0)
+		if de != nil && de.RetryAfter > 0 {
+			f.st.RetryAfters.Add(1)
+			wait = max(wait, de.RetryAfter)
+		}
+		f.cfg.Logger.Warn("relay connection failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// backoff returns the next wait: exponential with full jitter, reset by a productive session.
+func (f *fetcher) backoff(int) time.Duration {
+	d := f.cfg.MinBackoff << min(f.attempts, 16)
+	if d > f.cfg.MaxBackoff || d <= 0 {
+		d = f.cfg.MaxBackoff
+	}
+	f.attempts++
+	return d/2 + rand.N(d/2+1)
+}
+
+type readResult struct {
+	frame []byte
+	err   error
+}
+
+// session reads one connection until it ends. Reading runs in its own goroutine so that idle
+// detection and periodic flushes do not need read deadlines (which break a gorilla connection).
+func (f *fetcher) session(ctx context.Context, conn *Conn) error {
+	frames := make(chan readResult, 8)
+	free := make(chan []byte, 10)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			default:
+			}
+			frame, err := conn.ReadFrame(buf, 0)
+			select {
+			case frames <- readResult{frame, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			conn.Close() // unblocks the reader; the frame in hand is finished below
+		case <-stop:
+		}
+	}()
+
+	flush := time.NewTicker(f.cfg.FlushInterval)
+	defer flush.Stop()
+	idle := time.NewTimer(f.cfg.IdleTimeout)
+	defer idle.Stop()
+	pending := false
+	productive := false
+	lastFrame := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-flush.C:
+			if pending {
+				if err := f.sink.Flush(); err != nil {
+					return err
+				}
+				pending = false
+			}
+			continue
+		case <-idle.C:
+			if !f.cfg.Follow {
+				head := f.cfg.Head
+				if head == 0 || f.last >= head {
+					f.cfg.Logger.Info("replay went idle: caught up with the relay", "last_seq", f.last,
+						"idle", time.Since(lastFrame).Round(time.Millisecond))
+					return errDone
+				}
+				// Replay stopped short of the known head: a stalled relay, not the end.
+				return errReconnect{fmt.Errorf("no frame for %s while %d short of the relay's head %d",
+					f.cfg.IdleTimeout, head-f.last, head)}
+			}
+			idle.Reset(f.cfg.IdleTimeout)
+			continue
+		case r := <-frames:
+			if r.err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return errReconnect{r.err}
+			}
+			lastFrame = time.Now()
+			idle.Reset(f.cfg.IdleTimeout)
+			err := f.handle(r.frame)
+			if cap(r.frame) <= 1<<20 {
+				select {
+				case free <- r.frame[:0]:
+				default:
+				}
+			}
+			if err == nil {
+				pending = true
+				if !productive {
+					productive = true
+					f.attempts = 0
+				}
+				if f.limiter != nil {
+					if err := f.limiter.wait(ctx, len(r.frame)); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			return err
+		}
+	}
+}
+
+// handle processes one frame; nil means keep reading.
+func (f *fetcher) handle(frame []byte) error {
+	st := f.st
+	st.Frames.Add(1)
+	st.BytesIn.Add(int64(len(frame)))
+	h, err := decode.PeekHeader(frame)
+	if err != nil {
+		st.BadFrames.Add(1)
+		f.cfg.Logger.Debug("frame header did not parse; frame dropped", "err", truncate(err.Error(), 200), "bytes", len(frame))
+		return nil
+	}
+	switch {
+	case h.Op == -1:
+		st.ErrorFrames.Add(1)
+		switch h.ErrorName {
+		case "FutureCursor":
+			return fmt.Errorf("%w (after seq %d): the relay does not have this position; a cursor means nothing on another relay, or the relay's sequence was reset: use a new --spool", ErrFutureCursor, f.last)
+		case "ConsumerTooSlow":
+			return errReconnect{fmt.Errorf("relay error frame ConsumerTooSlow: %s", truncate(h.Message, 200))}
+		default:
+			return errReconnect{fmt.Errorf("relay error frame %q: %s", truncate(h.ErrorName, 64), truncate(h.Message, 200))}
+		}
+	case h.Op != 1:
+		st.Unknown.Add(1)
+		f.cfg.Logger.Debug("frame with unknown op ignored", "op", h.Op)
+		return nil
+	case !h.HasSeq:
+		if h.Kind == decode.KindInfo {
+			st.Infos.Add(1)
+			if h.InfoName == "OutdatedCursor" {
+				f.cfg.Logger.Warn("relay no longer holds the requested cursor: replay starts at the oldest event it has; older history is out of reach of this relay",
+					"after_seq", f.last, "message", truncate(h.Message, 200))
+			} else {
+				f.cfg.Logger.Info("relay info", "name", truncate(h.InfoName, 64), "message", truncate(h.Message, 200))
+			}
+			return nil
+		}
+		st.Unknown.Add(1)
+		f.cfg.Logger.Debug("frame without seq ignored", "type", truncate(h.Type, 64))
+		return nil
+	}
+	if !f.cfg.StopTime.IsZero() && !h.Time.IsZero() && !h.Time.Before(f.cfg.StopTime) {
+		f.cfg.Logger.Info("reached --until time", "seq", h.Seq, "time", h.Time)
+		return errDone
+	}
+	if h.Seq <= f.last {
+		if h.Seq == f.last {
+			st.Duplicates.Add(1)
+			f.cfg.Logger.Debug("repeated seq ignored", "seq", h.Seq)
+		} else {
+			st.Backwards.Add(1)
+			f.cfg.Logger.Warn("seq went backwards; frame ignored", "seq", h.Seq, "last", f.last)
+		}
+		return nil
+	}
+	if !f.cfg.MinTime.IsZero() {
+		if !h.Time.IsZero() && h.Time.Before(f.cfg.MinTime) {
+			st.BeforeStart.Add(1)
+			return nil
+		}
+		f.cfg.MinTime = time.Time{} // in the window: keep everything from here on
+	}
+	if h.Kind == decode.KindUnknown {
+		st.Unknown.Add(1) // kept: a later version may know it, and the seq stays contiguous
+	}
+	if err := f.sink.Append(h.Seq, h.Time, frame); err != nil {
+		return fmt.Errorf("append frame %d: %w", h.Seq, err)
+	}
+	f.last = h.Seq
+	st.Kept.Add(1)
+	st.KeptBytes.Add(int64(len(frame)))
+	st.LastSeq.Store(h.Seq)
+	if !h.Time.IsZero() {
+		st.LastTime.Store(h.Time.UnixMicro())
+	}
+	if stop := f.cfg.StopSeq; stop > 0 && h.Seq >= stop {
+		return errDone
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// limiter is a token bucket over bytes with one second of burst.
+type limiter struct {
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(perSec int64) *limiter {
+	return &limiter{rate: float64(perSec), tokens: float64(perSec), last: time.Now()}
+}
+
+func (l *limiter) wait(ctx context.Context, n int) error {
+	now := time.Now()
+	l.tokens = min(l.rate, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	l.last = now
+	l.tokens -= float64(n)
+	if l.tokens >= 0 {
+		return nil
+	}
+	return sleep(ctx, time.Duration(-l.tokens/l.rate*float64(time.Second)))
+}

@@ -1,0 +1,460 @@
+package firehose_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/backfill/backfill/firehose"
+	"github.com/backfill/backfill/relaytest"
+	"github.com/backfill/backfill/spool"
+)
+
+func newRelay(t testing.TB, cfg relaytest.Config) *relaytest.Relay {
+	t.Helper()
+	r, err := relaytest.New(cfg)
+	if err != nil {
+		t.Fatalf("start test relay: %v", err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func endpoint(t testing.TB, r *relaytest.Relay) *url.URL {
+	t.Helper()
+	u, err := firehose.Endpoint(r.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type record struct {
+	seq   int64
+	frame []byte
+}
+
+// fetchInto runs Fetch into a fresh spool writer (sealed at the end) and returns the error.
+func fetchInto(t testing.TB, dir string, cfg firehose.Config, st *firehose.Stats) error {
+	t.Helper()
+	sp, err := spool.Open(dir, spool.Options{SegmentBytes: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	w, err := sp.NewWriter(cfg.Endpoint.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tail, err := sp.Tail(); err != nil {
+		t.Fatal(err)
+	} else if !tail.Empty {
+		c := tail.Seq
+		cfg.Cursor, cfg.After = &c, c
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 500 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ferr := firehose.Fetch(ctx, cfg, w, st)
+	if err := w.Close(); err != nil {
+		t.Fatalf("seal: %v", err)
+	}
+	return ferr
+}
+
+// readAll returns every record of the spool's sealed segments, in order.
+func readAll(t testing.TB, dir string) []record {
+	t.Helper()
+	segs, err := spool.ListSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []record
+	for _, s := range segs {
+		r, err := spool.OpenSegment(s.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			rec, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("read %s: %v", s.Name, err)
+			}
+			out = append(out, record{rec.Seq, bytes.Clone(rec.Frame)})
+		}
+		r.Close()
+	}
+	return out
+}
+
+// wantFrames is the log from seq `from` on, without frames that carry no seq of their own
+// (#info) — exactly what a spool must hold.
+func wantFrames(r *relaytest.Relay, from, to int64) []record {
+	var out []record
+	for _, f := range r.Log() {
+		if f.Seq < from || (to > 0 && f.Seq > to) || f.Kind == relaytest.KindInfo {
+			continue
+		}
+		out = append(out, record{f.Seq, f.Bytes})
+	}
+	return out
+}
+
+func sameRecords(t testing.TB, got, want []record) {
+	t.Helper()
+	if len(got) != len(want) {
+		first := func(rs []record) string {
+			if len(rs) == 0 {
+				return "none"
+			}
+			return fmt.Sprintf("%d..%d", rs[0].seq, rs[len(rs)-1].seq)
+		}
+		t.Fatalf("spool holds %d frames (%s), want %d (%s)", len(got), first(got), len(want), first(want))
+	}
+	for i := range got {
+		if got[i].seq != want[i].seq {
+			t.Fatalf("frame %d: seq %d, want %d", i, got[i].seq, want[i].seq)
+		}
+		if !bytes.Equal(got[i].frame, want[i].frame) {
+			t.Fatalf("frame %d (seq %d): bytes differ from what the relay sent", i, got[i].seq)
+		}
+	}
+}
+
+func cursor(v int64) *int64 { return &v }
+
+func TestFetchReplay(t *testing.T) {
+	t.Parallel()
+	for _, inclusive := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inclusive=%v", inclusive), func(t *testing.T) {
+			t.Parallel()
+			r := newRelay(t, relaytest.Config{Seed: 1, Users: 20, Events: 1500, Inclusive: inclusive, Gaps: true})
+			dir := t.TempDir()
+			var st firehose.Stats
+			err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), Head: r.Head()}, &st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameRecords(t, readAll(t, dir), wantFrames(r, 0, 0))
+			if got := st.LastSeq.Load(); got != r.Head() {
+				t.Errorf("last seq %d, want head %d", got, r.Head())
+			}
+
+			// A second fetch continues from the tail: with more events it keeps only the new ones.
+			r.Append(200)
+			var st2 firehose.Stats
+			if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Head: r.Head()}, &st2); err != nil {
+				t.Fatal(err)
+			}
+			sameRecords(t, readAll(t, dir), wantFrames(r, 0, 0))
+			if inclusive && st2.Duplicates.Load() != 1 {
+				t.Errorf("inclusive relay: %d duplicates counted, want the cursor event once", st2.Duplicates.Load())
+			}
+		})
+	}
+}
+
+func TestFetchFaults(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name       string
+		fault      relaytest.Fault
+		reconnects bool
+	}{
+		{"drop", relaytest.Fault{Kind: relaytest.FaultDrop, After: 300}, true},
+		{"half frame", relaytest.Fault{Kind: relaytest.FaultHalfFrame, After: 300}, true},
+		{"stall", relaytest.Fault{Kind: relaytest.FaultStall, After: 300}, true},
+		{"consumer too slow", relaytest.Fault{Kind: relaytest.FaultTooSlow, After: 300}, true},
+		{"repeat", relaytest.Fault{Kind: relaytest.FaultRepeat, After: 300}, false},
+		{"backwards", relaytest.Fault{Kind: relaytest.FaultBackwards, After: 300}, false},
+		{"unknown frame", relaytest.Fault{Kind: relaytest.FaultUnknownFrame, After: 300}, false},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRelay(t, relaytest.Config{Seed: int64(10 + i), Users: 10, Events: 800})
+			r.Faults().Add(tc.fault)
+			dir := t.TempDir()
+			var st firehose.Stats
+			cfg := firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), Head: r.Head(),
+				Dial: firehose.DialOptions{ReadTimeout: time.Second}}
+			if err := fetchInto(t, dir, cfg, &st); err != nil {
+				t.Fatal(err)
+			}
+			sameRecords(t, readAll(t, dir), wantFrames(r, 0, 0))
+			if got := st.Reconnects.Load() > 0; got != tc.reconnects {
+				t.Errorf("reconnected: %v, want %v (reconnects %d)", got, tc.reconnects, st.Reconnects.Load())
+			}
+			switch tc.fault.Kind {
+			case relaytest.FaultRepeat:
+				if st.Duplicates.Load() == 0 {
+					t.Error("a repeated seq was not counted")
+				}
+			case relaytest.FaultBackwards:
+				if st.Backwards.Load() == 0 {
+					t.Error("a backwards seq was not counted")
+				}
+			case relaytest.FaultUnknownFrame:
+				if st.Unknown.Load() == 0 {
+					t.Error("unknown frames were not counted")
+				}
+			}
+			// Every reconnect resumed from the last kept seq.
+			conns := r.Conns()
+			for _, c := range conns[1:] {
+				if c.Status == 101 && (c.Cursor == nil || *c.Cursor == 0) {
+					t.Errorf("a reconnect asked for cursor %v, want the last kept seq", c.Cursor)
+				}
+			}
+		})
+	}
+}
+
+func TestFetchRetryAfter(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{429, 503} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			t.Parallel()
+			r := newRelay(t, relaytest.Config{Seed: 3, Users: 5, Events: 100})
+			r.Faults().Reject(status, 2)
+			dir := t.TempDir()
+			var st firehose.Stats
+			if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), Head: r.Head()}, &st); err != nil {
+				t.Fatal(err)
+			}
+			sameRecords(t, readAll(t, dir), wantFrames(r, 0, 0))
+			// The test relay sends Retry-After with its 429s: both were honoured.
+			if want := map[int]int64{429: 2, 503: 0}[status]; st.RetryAfters.Load() != want {
+				t.Errorf("%d Retry-After headers honoured, want %d", st.RetryAfters.Load(), want)
+			}
+			if n := len(r.Conns()); n != 3 {
+				t.Errorf("%d connection attempts, want 3 (two refused, one served)", n)
+			}
+		})
+	}
+}
+
+func TestFetchPermanentErrors(t *testing.T) {
+	t.Parallel()
+	t.Run("404", func(t *testing.T) {
+		r := newRelay(t, relaytest.Config{Seed: 4, Users: 2, Events: 10})
+		r.Faults().Reject(404, 1)
+		err := fetchInto(t, t.TempDir(), firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0)}, &firehose.Stats{})
+		if !errors.Is(err, firehose.ErrPermanent) {
+			t.Fatalf("got %v, want a permanent error", err)
+		}
+	})
+	t.Run("future cursor", func(t *testing.T) {
+		r := newRelay(t, relaytest.Config{Seed: 4, Users: 2, Events: 10})
+		err := fetchInto(t, t.TempDir(), firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(r.Head() + 1000)}, &firehose.Stats{})
+		if !errors.Is(err, firehose.ErrFutureCursor) {
+			t.Fatalf("got %v, want ErrFutureCursor", err)
+		}
+	})
+	t.Run("bad urls", func(t *testing.T) {
+		for _, u := range []string{"", "ftp://x", "wss://", "wss://host/some/other/path"} {
+			if _, err := firehose.Endpoint(u); !errors.Is(err, firehose.ErrPermanent) {
+				t.Errorf("Endpoint(%q): got %v, want a permanent error", u, err)
+			}
+		}
+	})
+}
+
+func TestEndpoint(t *testing.T) {
+	cases := map[string]string{
+		"bsky.network":          "wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos",
+		"wss://bsky.network":    "wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos",
+		"ws://127.0.0.1:2583":   "ws://127.0.0.1:2583/xrpc/com.atproto.sync.subscribeRepos",
+		"https://relay.example": "wss://relay.example/xrpc/com.atproto.sync.subscribeRepos",
+		"wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos?cursor=5": "wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos",
+	}
+	for in, want := range cases {
+		u, err := firehose.Endpoint(in)
+		if err != nil {
+			t.Errorf("Endpoint(%q): %v", in, err)
+			continue
+		}
+		if u.String() != want {
+			t.Errorf("Endpoint(%q) = %s, want %s", in, u, want)
+		}
+	}
+	u, _ := firehose.Endpoint("wss://BSKY.network:443")
+	if got := firehose.Host(u); got != "bsky.network" {
+		t.Errorf("Host = %q, want bsky.network", got)
+	}
+}
+
+func TestFetchOutdatedCursor(t *testing.T) {
+	t.Parallel()
+	r := newRelay(t, relaytest.Config{Seed: 5, Users: 10, Events: 600, Retention: 200})
+	dir := t.TempDir()
+	var st firehose.Stats
+	if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(1), Head: r.Head()}, &st); err != nil {
+		t.Fatal(err)
+	}
+	log := r.Log()
+	oldest := log[len(log)-200].Seq
+	sameRecords(t, readAll(t, dir), wantFrames(r, oldest, 0))
+	if st.Infos.Load() == 0 {
+		t.Error("the OutdatedCursor info frame was not counted")
+	}
+}
+
+func TestFetchStops(t *testing.T) {
+	t.Parallel()
+	t.Run("until cursor", func(t *testing.T) {
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 6, Users: 10, Events: 500})
+		dir := t.TempDir()
+		stop := r.Log()[300].Seq
+		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopSeq: stop, Head: r.Head()}, &firehose.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, readAll(t, dir), wantFrames(r, 0, stop))
+	})
+	t.Run("until time", func(t *testing.T) {
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 7, Users: 10, Events: 500, Interval: time.Second})
+		dir := t.TempDir()
+		log := r.Log()
+		until := log[250].Time
+		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: until, Head: r.Head()}, &firehose.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		got := readAll(t, dir)
+		sameRecords(t, got, wantFrames(r, 0, log[249].Seq))
+	})
+	t.Run("head while live events arrive", func(t *testing.T) {
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 8, Users: 10, Events: 500, LiveRate: 200})
+		head := r.Head()
+		dir := t.TempDir()
+		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), Head: head, IdleTimeout: time.Minute}, &firehose.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, readAll(t, dir), wantFrames(r, 0, head))
+	})
+	t.Run("idle quiet relay without head", func(t *testing.T) {
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 9, Users: 10, Events: 300})
+		dir := t.TempDir()
+		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0)}, &firehose.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, readAll(t, dir), wantFrames(r, 0, 0))
+	})
+	t.Run("cancel", func(t *testing.T) {
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 10, Users: 10, Events: 300, LiveRate: 100})
+		dir := t.TempDir()
+		sp, err := spool.Open(dir, spool.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := sp.NewWriter("relay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		err = firehose.Fetch(ctx, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), Follow: true}, w, &firehose.Stats{})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the context's error", err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		sp.Close()
+		got := readAll(t, dir)
+		if len(got) <= 300 {
+			t.Fatalf("followed %d frames, want the 300 replayed and some live ones", len(got))
+		}
+		sameRecords(t, got, wantFrames(r, 0, got[len(got)-1].seq))
+	})
+}
+
+func TestFindStart(t *testing.T) {
+	t.Parallel()
+	start := time.Now().Add(-100 * time.Hour).Truncate(time.Millisecond)
+	r := newRelay(t, relaytest.Config{Seed: 11, Users: 10, Events: 4000, StartTime: start, Interval: 90 * time.Second, Gaps: true})
+	log := r.Log()
+	headF := log[len(log)-1]
+	head := firehose.Point{Seq: headF.Seq, Time: headF.Time}
+	for _, tc := range []struct {
+		name   string
+		cutoff time.Time
+	}{
+		{"middle", start.Add(50 * time.Hour)},
+		{"near the end", start.Add(99 * time.Hour)},
+		{"at an event", log[1234].Time},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, withHead := range []bool{true, false} {
+				p := &firehose.Prober{Endpoint: endpoint(t, r), Wait: 500 * time.Millisecond, Logger: testLogger(t)}
+				h := head
+				if !withHead {
+					h = firehose.Point{}
+				}
+				w, err := p.FindStart(context.Background(), tc.cutoff, h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The cursor must be before the first event at or after the cutoff, and close to it.
+				first := -1
+				for i, f := range log {
+					if !f.Time.Before(tc.cutoff) {
+						first = i
+						break
+					}
+				}
+				if w.Cursor >= log[first].Seq {
+					t.Errorf("head=%v: cursor %d is past the first event in the window (%d)", withHead, w.Cursor, log[first].Seq)
+				}
+				// Only a few events before the window are replayed (an exclusive relay hides the
+				// probed seq itself, so the search cannot always pin the last one).
+				if first > 3 && w.Cursor < log[first-4].Seq {
+					t.Errorf("head=%v: cursor %d replays from well before the window (its last outside event is %d)", withHead, w.Cursor, log[first-1].Seq)
+				}
+				if p.Probes > 30 {
+					t.Errorf("head=%v: %d probes, want a handful", withHead, p.Probes)
+				}
+				t.Logf("head=%v: %d probes", withHead, p.Probes)
+			}
+		})
+	}
+	t.Run("out of reach", func(t *testing.T) {
+		p := &firehose.Prober{Endpoint: endpoint(t, r), Wait: 500 * time.Millisecond}
+		w, err := p.FindStart(context.Background(), start.Add(-24*time.Hour), head)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Cursor != 0 || w.OutOfReach < 23*time.Hour {
+			t.Errorf("got cursor %d, out of reach %s; want 0 and about 24h", w.Cursor, w.OutOfReach)
+		}
+	})
+}
