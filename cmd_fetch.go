@@ -48,7 +48,7 @@ type FetchCmd struct {
 
 // Run fetches until a stop point, an interrupt or a fatal error.
 func (c *FetchCmd) Run(ctx context.Context, g *Globals) error {
-	f, err := newFetchJob(ctx, g.logger, c.SpoolFlags, c.FetchFlags)
+	f, err := newFetchJob(ctx, g.logger, c.SpoolFlags, c.FetchFlags, 0)
 	if err != nil {
 		return err
 	}
@@ -92,11 +92,14 @@ type fetchJob struct {
 	state   fetchState
 	done    chan struct{} // closed when run returns
 	prev    fetchSnap     // the progress display's previous reading
+
+	resumeFrom int64 // --resume with an empty spool: the loaded cursor to go on from
 }
 
 // newFetchJob checks the flags, opens the spool and works out where to start and stop.
-// It talks to the relay (probes) but stores nothing yet.
-func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchFlags) (*fetchJob, error) {
+// It talks to the relay (probes) but stores nothing yet. resumeFrom, when positive, is where
+// --resume goes on if the spool is empty (the database's record of what was loaded).
+func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchFlags, resumeFrom int64) (*fetchJob, error) {
 	if ff.Days < -1 {
 		return nil, fmt.Errorf("--days %d: use N>0 for the last N days, -1 for all history, 0 to disable", ff.Days)
 	}
@@ -119,7 +122,7 @@ func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchF
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	j := &fetchJob{log: log, flags: ff, dir: sf.Spool, spool: sp, host: host, done: make(chan struct{})}
+	j := &fetchJob{log: log, flags: ff, dir: sf.Spool, spool: sp, host: host, done: make(chan struct{}), resumeFrom: resumeFrom}
 	if err := j.plan(ctx, endpoint); err != nil {
 		sp.Close()
 		return nil, err
@@ -179,6 +182,10 @@ func (j *fetchJob) plan(ctx context.Context, endpoint *url.URL) error {
 				j.log.Warn("--days and --start-cursor are ignored when the spool already holds frames; use a new --spool for a different range")
 			}
 		}
+	case ff.Resume && j.resumeFrom > 0:
+		c := j.resumeFrom
+		cfg.Cursor, cfg.After = &c, c
+		j.log.Info("resuming after the database's last loaded seq (the spool is empty)", "seq", c)
 	case ff.Resume:
 		return fmt.Errorf("--resume: spool %s holds no frames to resume from; start a fetch with --days, --start-cursor or --follow", j.dir)
 	case ff.StartCursor > 0:

@@ -65,7 +65,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "backfill:", err)
 		return 2
 	}
-	kctx, err := parser.Parse(args)
+	kctx, err := parser.Parse(joinNegativeValues(args))
 	if err != nil {
 		parser.Errorf("%s", err)
 		return 2
@@ -86,6 +86,34 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "backfill:", err)
 		return 1
 	}
+}
+
+// joinNegativeValues turns "--days -1" into "--days=-1", so the replaced tool's usage works as
+// written: a bare negative number would otherwise read as a short flag. No short flag is a digit.
+func joinNegativeValues(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "--") && !strings.Contains(a, "=") && i+1 < len(args) && isNegativeNumber(args[i+1]) {
+			out = append(out, a+"="+args[i+1])
+			i++
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func isNegativeNumber(s string) bool {
+	if len(s) < 2 || s[0] != '-' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // signalContext is cancelled by the first SIGINT/SIGTERM; a second one exits at once

@@ -131,6 +131,9 @@ func (f *fetcher) defaults() {
 // errDone ends a session because a stop point was reached.
 var errDone = errors.New("stop point reached")
 
+// errIdle ends a session whose replay went quiet with no known head to compare against.
+var errIdle = errors.New("replay went idle")
+
 // errReconnect ends a session that should be retried at once (after backoff).
 type errReconnect struct{ why error }
 
@@ -154,6 +157,20 @@ func (f *fetcher) run(ctx context.Context) error {
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case errors.Is(err, errIdle):
+			// Quiet: caught up, or a stalled connection? A fresh connection from the last kept
+			// seq tells them apart: it delivers at once what a stalled one was holding back.
+			p := &Prober{Endpoint: f.cfg.Endpoint, Dial: f.cfg.Dial, Wait: f.cfg.IdleTimeout}
+			last := f.last
+			pt, ok, _, perr := p.First(ctx, &last)
+			if perr == nil && (!ok || pt.Seq <= f.last) {
+				f.cfg.Logger.Info("replay went idle: caught up with the relay", "last_seq", f.last)
+				return nil
+			}
+			err = errReconnect{fmt.Errorf("replay went idle but the relay has more after seq %d", f.last)}
+			if perr != nil {
+				err = errReconnect{perr}
+			}
 		}
 		var re errReconnect
 		if !errors.As(err, &re) {
@@ -247,7 +264,7 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 	defer idle.Stop()
 	pending := false
 	productive := false
-	lastFrame := time.Now()
+	first := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -263,9 +280,10 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 		case <-idle.C:
 			if !f.cfg.Follow {
 				head := f.cfg.Head
-				if head == 0 || f.last >= head {
-					f.cfg.Logger.Info("replay went idle: caught up with the relay", "last_seq", f.last,
-						"idle", time.Since(lastFrame).Round(time.Millisecond))
+				if head == 0 {
+					return errIdle
+				}
+				if f.last >= head {
 					return errDone
 				}
 				// Replay stopped short of the known head: a stalled relay, not the end.
@@ -281,9 +299,9 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 				}
 				return errReconnect{r.err}
 			}
-			lastFrame = time.Now()
 			idle.Reset(f.cfg.IdleTimeout)
-			err := f.handle(r.frame)
+			err := f.handle(r.frame, first)
+			first = false
 			if cap(r.frame) <= 1<<20 {
 				select {
 				case free <- r.frame[:0]:
@@ -308,8 +326,8 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 	}
 }
 
-// handle processes one frame; nil means keep reading.
-func (f *fetcher) handle(frame []byte) error {
+// handle processes one frame; nil means keep reading. first is true for a connection's first frame.
+func (f *fetcher) handle(frame []byte, first bool) error {
 	st := f.st
 	st.Frames.Add(1)
 	st.BytesIn.Add(int64(len(frame)))
@@ -337,7 +355,7 @@ func (f *fetcher) handle(frame []byte) error {
 	case !h.HasSeq:
 		if h.Kind == decode.KindInfo {
 			st.Infos.Add(1)
-			if h.InfoName == "OutdatedCursor" {
+			if h.InfoName == "OutdatedCursor" && first {
 				f.cfg.Logger.Warn("relay no longer holds the requested cursor: replay starts at the oldest event it has; older history is out of reach of this relay",
 					"after_seq", f.last, "message", truncate(h.Message, 200))
 			} else {
