@@ -359,7 +359,7 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 				f.cfg.Logger.Warn("relay no longer holds the requested cursor: replay starts at the oldest event it has; older history is out of reach of this relay",
 					"after_seq", f.last, "message", truncate(h.Message, 200))
 			} else {
-				f.cfg.Logger.Info("relay info", "name", truncate(h.InfoName, 64), "message", truncate(h.Message, 200))
+				f.cfg.Logger.Debug("relay info", "name", truncate(h.InfoName, 64), "message", truncate(h.Message, 200))
 			}
 			return nil
 		}

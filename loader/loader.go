@@ -1,0 +1,169 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrLocked is returned by Open (and by Run after a reconnect) when another loader holds the
+// database's loader lock.
+var ErrLocked = errors.New("loader: another loader holds the database lock")
+
+// ErrRunning is returned by Run when another Run of the same Loader has not returned yet.
+var ErrRunning = errors.New("loader: run already in progress")
+
+// lockKey is the pg_advisory_lock key every loader takes ("bfload" in ASCII).
+const lockKey int64 = 0x62666c6f6164
+
+// Loader loads spool segments into one PostgreSQL database over one connection.
+type Loader struct {
+	cfg     Config
+	connCfg *pgx.ConnConfig
+	secrets []string // passwords to mask in error messages
+	lim     limits
+	schema  *schemaInfo
+	stats   Stats
+
+	mu    sync.Mutex // serialises Run and Close; guards conn
+	conn  *pgx.Conn  // nil or closed after a lost connection; reopened on demand
+	known didSet     // DIDs ensured in users by this run's commits (writer goroutine only)
+
+	// beforeCommit, when set (tests only), runs inside each transaction just before COMMIT.
+	beforeCommit func(ctx context.Context, conn *pgx.Conn) error
+}
+
+// Open connects to cfg.DatabaseURL, takes the loader lock, creates missing tables and indexes,
+// and checks that every column the loader writes exists.
+func Open(ctx context.Context, cfg Config) (*Loader, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	secrets := dsnSecrets(cfg.DatabaseURL)
+	connCfg, err := pgx.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL %s: %w", RedactDSN(cfg.DatabaseURL), scrub(err, secrets...))
+	}
+	if connCfg.Password != "" {
+		secrets = append(secrets, connCfg.Password)
+	}
+	if _, ok := connCfg.RuntimeParams["application_name"]; !ok {
+		connCfg.RuntimeParams["application_name"] = "backfill-loader"
+	}
+	// Timestamps are written as UTC wall time into timestamp columns; now() must agree.
+	connCfg.RuntimeParams["timezone"] = "UTC"
+	l := &Loader{cfg: cfg, connCfg: connCfg, secrets: secrets}
+	if err := l.connect(ctx); err != nil {
+		return nil, err
+	}
+	info, err := ensureSchema(ctx, l.conn)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("schema of %s: %w", RedactDSN(cfg.DatabaseURL), scrub(err, l.secrets...))
+	}
+	l.lim, l.schema = info.lim, info
+	return l, nil
+}
+
+// Close releases the loader lock and closes the connection; Run must have returned.
+func (l *Loader) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// Unlock explicitly: closing the session releases the lock too, but only once the server
+		// process has noticed, which a loader opened right after could race with.
+		if !l.conn.IsClosed() && l.conn.PgConn().TxStatus() == 'I' {
+			_, _ = l.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", lockKey)
+		}
+		_ = l.conn.Close(ctx)
+		l.conn = nil
+	}
+}
+
+// Stats returns the loader's live counters.
+func (l *Loader) Stats() *Stats { return &l.stats }
+
+// connect opens the connection, takes the advisory lock and creates the staging tables.
+func (l *Loader) connect(ctx context.Context) error {
+	dsn := RedactDSN(l.cfg.DatabaseURL)
+	conn, err := pgx.ConnectConfig(ctx, l.connCfg.Copy())
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", dsn, scrub(err, l.secrets...))
+	}
+	fail := func(err error) error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+		return err
+	}
+	var ok bool
+	// A few tries: the server process of a loader that just exited may not have noticed yet.
+	for try := 0; ; try++ {
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&ok); err != nil {
+			return fail(fmt.Errorf("take loader lock on %s: %w", dsn, err))
+		}
+		if ok || try == 4 {
+			break
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+	}
+	if !ok {
+		holder := "unknown session"
+		var pid int32
+		var app, addr string
+		err := conn.QueryRow(ctx, `
+SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local')
+FROM pg_locks k JOIN pg_stat_activity a ON a.pid = k.pid
+WHERE k.locktype = 'advisory' AND k.granted AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND k.classid = ($1::bigint >> 32)::oid AND k.objid = ($1::bigint & 4294967295)::oid AND k.objsubid = 1
+LIMIT 1`, lockKey).Scan(&pid, &app, &addr)
+		if err == nil {
+			holder = fmt.Sprintf("pid %d (application %q, client %s)", pid, app, addr)
+		}
+		return fail(fmt.Errorf("%w: database %s is being loaded by %s", ErrLocked, dsn, holder))
+	}
+	for _, ddl := range stageDDL {
+		if _, err := conn.Exec(ctx, ddl); err != nil {
+			return fail(fmt.Errorf("create staging table: %w", err))
+		}
+	}
+	l.conn = conn
+	return nil
+}
+
+// dsnSecrets returns the passwords a DSN spells out, to mask them in error messages.
+func dsnSecrets(dsn string) []string {
+	var out []string
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			out = append(out, p, url.QueryEscape(p), url.PathEscape(p))
+		}
+		for k, vs := range u.Query() {
+			if k == "password" || k == "sslpassword" {
+				out = append(out, vs...)
+			}
+		}
+	}
+	for _, m := range kvPassword.FindAllStringSubmatch(dsn, -1) {
+		v := m[2]
+		if len(v) >= 2 && v[0] == '\'' {
+			v = v[1 : len(v)-1]
+		}
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

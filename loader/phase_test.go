@@ -1,0 +1,193 @@
+package loader
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// memTable is a pair table in memory with the database's rules: unique uri, unique pair.
+type memTable struct {
+	byURI  map[string]pairKey
+	byPair map[pairKey]string
+}
+
+func newMemTable(rows map[string]pairKey) *memTable {
+	m := &memTable{byURI: map[string]pairKey{}, byPair: map[pairKey]string{}}
+	for u, k := range rows {
+		m.create(u, k)
+	}
+	return m
+}
+
+// create inserts unless the uri or the pair exists (ON CONFLICT DO NOTHING).
+func (m *memTable) create(uri string, k pairKey) {
+	if _, ok := m.byURI[uri]; ok {
+		return
+	}
+	if _, ok := m.byPair[k]; ok {
+		return
+	}
+	m.byURI[uri], m.byPair[k] = k, uri
+}
+
+func (m *memTable) del(uri string) {
+	if k, ok := m.byURI[uri]; ok {
+		delete(m.byURI, uri)
+		delete(m.byPair, k)
+	}
+}
+
+// sequential applies ops one at a time.
+func sequential(initial map[string]pairKey, ops []pairOp) map[string]pairKey {
+	m := newMemTable(initial)
+	for _, op := range ops {
+		if op.del {
+			m.del(op.uri)
+		} else {
+			m.create(op.uri, op.key)
+		}
+	}
+	return m.byURI
+}
+
+// phased applies ops the way the loader does: per phase, the deletes, then the creates in pos
+// order, or in a shuffled order when the plan says order does not matter.
+func phased(initial map[string]pairKey, ops []pairOp, rng *rand.Rand) (map[string]pairKey, phasePlan) {
+	existing := map[string]pairKey{}
+	for _, u := range lookupURIs(ops) {
+		if k, ok := initial[u]; ok {
+			existing[u] = k
+		}
+	}
+	pl := cutPhases(ops, existing)
+	m := newMemTable(initial)
+	for k := 0; k < pl.phases; k++ {
+		for _, u := range pl.deletes[k] {
+			m.del(u)
+		}
+		var rows []phasedRow
+		for _, r := range pl.rows {
+			if int(r.phase) == k {
+				rows = append(rows, r)
+			}
+		}
+		if !pl.ordered[k] {
+			rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+		}
+		for _, r := range rows {
+			m.create(r.op.uri, r.op.key)
+		}
+	}
+	return m.byURI, pl
+}
+
+// randomOps returns a random initial table and op sequence over a small key space.
+func randomOps(rng *rand.Rand, n int) (map[string]pairKey, []pairOp) {
+	uri := func() string { return fmt.Sprintf("u%d", rng.IntN(5)) }
+	key := func() pairKey { return pairKey{fmt.Sprintf("a%d", rng.IntN(2)), fmt.Sprintf("b%d", rng.IntN(2))} }
+	initial := newMemTable(nil)
+	for range rng.IntN(4) {
+		initial.create(uri(), key())
+	}
+	var ops []pairOp
+	for pos := range int64(n) {
+		switch rng.IntN(3) {
+		case 0:
+			ops = append(ops, pairOp{pos: pos, del: true, uri: uri()})
+		case 1:
+			ops = append(ops, pairOp{pos: pos, uri: uri(), key: key()})
+		default: // update
+			u := uri()
+			ops = append(ops, pairOp{pos: pos, del: true, uri: u}, pairOp{pos: pos, uri: u, key: key()})
+		}
+	}
+	return initial.byURI, ops
+}
+
+func TestCutPhases(t *testing.T) {
+	t.Parallel()
+	t.Run("random sequences equal sequential application", func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		phases, ops := 0, 0
+		for i := range 20000 {
+			initial, seq := randomOps(rng, 1+rng.IntN(12))
+			want := sequential(initial, seq)
+			got, pl := phased(initial, seq, rng)
+			if !maps.Equal(got, want) {
+				t.Fatalf("case %d: initial %v ops %+v\nphases %+v\n got %v\nwant %v", i, initial, seq, pl, got, want)
+			}
+			phases += pl.phases
+			ops += len(seq)
+		}
+		t.Logf("%d ops in %d phases", ops, phases)
+	})
+	t.Run("like then unlike does not cut", func(t *testing.T) {
+		k := pairKey{"alice", "post1"}
+		ops := []pairOp{
+			{pos: 1, uri: "l1", key: k},
+			{pos: 2, uri: "l2", key: pairKey{"bob", "post1"}},
+			{pos: 3, del: true, uri: "l1"},
+			{pos: 4, uri: "l3", key: k},
+		}
+		pl := cutPhases(ops, nil)
+		if pl.phases != 1 {
+			t.Errorf("phases = %d, want 1", pl.phases)
+		}
+		var uris []string
+		for _, r := range pl.rows {
+			uris = append(uris, r.op.uri)
+		}
+		if want := []string{"l2", "l3"}; !slices.Equal(uris, want) {
+			t.Errorf("rows = %v, want %v", uris, want)
+		}
+	})
+	t.Run("delete of a pre-existing row whose pair a create took cuts", func(t *testing.T) {
+		k := pairKey{"alice", "post1"}
+		ops := []pairOp{{pos: 1, uri: "l2", key: k}, {pos: 2, del: true, uri: "l1"}}
+		if got := lookupURIs(ops); !slices.Equal(got, []string{"l1"}) {
+			t.Fatalf("lookupURIs = %v, want [l1]", got)
+		}
+		if pl := cutPhases(ops, map[string]pairKey{"l1": k}); pl.phases != 2 {
+			t.Errorf("phases = %d, want 2", pl.phases)
+		}
+		if pl := cutPhases(ops, nil); pl.phases != 1 {
+			t.Errorf("phases without a pre-existing row = %d, want 1", pl.phases)
+		}
+	})
+}
+
+// FuzzCutPhases checks set-based phases against sequential application for op sequences
+// derived from the input.
+func FuzzCutPhases(f *testing.F) {
+	f.Add([]byte{0x10, 0x21, 0x32, 0x03, 0x14})
+	f.Add([]byte{0x11, 0x11, 0x01, 0x25, 0x05})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 64 {
+			data = data[:64]
+		}
+		initial := newMemTable(nil)
+		var ops []pairOp
+		for i, b := range data {
+			u := fmt.Sprintf("u%d", b&3)
+			k := pairKey{fmt.Sprintf("a%d", (b>>2)&1), fmt.Sprintf("b%d", (b>>3)&1)}
+			switch b >> 4 & 3 {
+			case 0:
+				initial.create(u, k)
+			case 1:
+				ops = append(ops, pairOp{pos: int64(i), uri: u, key: k})
+			case 2:
+				ops = append(ops, pairOp{pos: int64(i), del: true, uri: u})
+			case 3:
+				ops = append(ops, pairOp{pos: int64(i), del: true, uri: u}, pairOp{pos: int64(i), uri: u, key: k})
+			}
+		}
+		want := sequential(initial.byURI, ops)
+		got, pl := phased(initial.byURI, ops, rand.New(rand.NewPCG(uint64(len(data)), 7)))
+		if !maps.Equal(got, want) {
+			t.Fatalf("initial %v ops %+v\nphases %+v\n got %v\nwant %v", initial.byURI, ops, pl, got, want)
+		}
+	})
+}

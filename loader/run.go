@@ -1,0 +1,522 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/spool"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sync/errgroup"
+)
+
+// pollInterval is how often Run lists the spool again while following a producer.
+const pollInterval = 500 * time.Millisecond
+
+// chunkFrames is how many frames one decode job holds.
+const chunkFrames = 256
+
+// segKey is a segment's identity in backfill_segments.
+type segKey struct {
+	relay           string
+	first, last     int64
+	checksum        uint32
+}
+
+func keyOf(s spool.SegmentInfo) segKey {
+	return segKey{s.Relay, s.FirstSeq, s.LastSeq, s.Checksum}
+}
+
+// job is a unit of work: consecutive segments of one relay loaded in one transaction.
+type job struct {
+	relay string
+	segs  []spool.SegmentInfo
+}
+
+// chunk is a slice of one unit's frames decoded by one worker.
+type chunk struct {
+	items  []item
+	frames [][]byte
+	wg     *sync.WaitGroup
+}
+
+// Run loads every sealed segment of dir that is not loaded yet, in FirstSeq order. With a
+// non-nil follow it keeps listing dir every 500 ms until follow reports the producer finished
+// and no unloaded segment remains; with a nil follow it loads what is there and returns.
+func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bool, err error)) (sum Summary, err error) {
+	if !l.mu.TryLock() {
+		return Summary{}, ErrRunning
+	}
+	defer l.mu.Unlock()
+	start := time.Now()
+	sum = newSummary()
+	defer func() { sum.Duration = time.Since(start) }()
+
+	// Outside writers may have changed users since the last run.
+	l.known = didSet{}
+
+	// Bookkeeping as committed: which segments are loaded, and each relay's mark.
+	loaded := map[segKey]bool{}
+	marks := map[string]mark{}
+	if _, err := l.withRetry(ctx, func(conn *pgx.Conn) error {
+		clear(loaded)
+		clear(marks)
+		return readBookkeeping(ctx, conn, loaded, marks)
+	}); err != nil {
+		return sum, fmt.Errorf("read load progress: %w", err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan job)
+	ready := make(chan *writeUnit, 1)
+	chunks := make(chan *chunk, l.cfg.Workers)
+	var decodeTime time.Duration
+
+	g.Go(func() error {
+		defer close(jobs)
+		return l.list(gctx, dir, follow, loaded, marks, jobs, &sum)
+	})
+	var workers sync.WaitGroup
+	for range l.cfg.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			dec := decode.NewDecoder(decode.Options{Collections: l.cfg.Collections})
+			for c := range chunks {
+				for i, f := range c.frames {
+					ev, err := dec.Decode(f)
+					if err == nil && ev != nil {
+						sanitize(ev)
+					} else if err == nil {
+						err = errors.New("no event")
+					}
+					c.items[i].ev, c.items[i].err = ev, err
+				}
+				c.frames = nil
+				c.wg.Done()
+			}
+		}()
+	}
+	g.Go(func() error {
+		defer close(ready)
+		defer func() {
+			close(chunks)
+			workers.Wait()
+		}()
+		pl := newPlanner(l.cfg, l.lim)
+		running := maps.Clone(marks) // marks as they will be once every earlier unit commits
+		for j := range jobs {
+			t0 := time.Now()
+			rd, err := l.read(gctx, j, running[j.relay], chunks)
+			if err != nil {
+				return err
+			}
+			p := pl.plan(rd, running[j.relay])
+			running[j.relay] = p.end
+			decodeTime += time.Since(t0)
+			select {
+			case ready <- &writeUnit{relay: j.relay, segs: j.segs, plan: p}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for {
+			t0 := time.Now()
+			var w *writeUnit
+			select {
+			case w = <-ready:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			sum.WaitTime += time.Since(t0)
+			if w == nil {
+				return nil
+			}
+			t1 := time.Now()
+			if err := l.write(gctx, w, &sum); err != nil {
+				return err
+			}
+			sum.WriteTime += time.Since(t1)
+		}
+	})
+	err = g.Wait()
+	sum.DecodeTime = decodeTime
+	if err != nil && ctx.Err() != nil {
+		return sum, fmt.Errorf("load %s: %w", dir, ctx.Err())
+	}
+	if err != nil {
+		return sum, fmt.Errorf("load %s: %w", dir, err)
+	}
+	return sum, nil
+}
+
+// readBookkeeping reads the loaded segments and the relays' marks.
+func readBookkeeping(ctx context.Context, conn *pgx.Conn, loaded map[segKey]bool, marks map[string]mark) error {
+	rows, err := conn.Query(ctx, `SELECT relay, first_seq, last_seq, checksum FROM backfill_segments`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var k segKey
+		var sum int64
+		if err := rows.Scan(&k.relay, &k.first, &k.last, &sum); err != nil {
+			rows.Close()
+			return err
+		}
+		k.checksum = uint32(sum)
+		loaded[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows, err = conn.Query(ctx, `SELECT relay, seq, event_time FROM backfill_loader`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var relay string
+		var m mark
+		var t *time.Time
+		if err := rows.Scan(&relay, &m.seq, &t); err != nil {
+			rows.Close()
+			return err
+		}
+		if t != nil {
+			m.time = t.UTC()
+		}
+		marks[relay] = m
+	}
+	return rows.Err()
+}
+
+// list feeds jobs with the unloaded segments of dir, following the producer when asked.
+func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, error), loaded map[segKey]bool, marks map[string]mark, jobs chan<- job, sum *Summary) error {
+	queued := map[segKey]bool{}
+	once := func() (int, error) {
+		segs, err := spool.ListSegments(dir)
+		if err != nil {
+			return 0, fmt.Errorf("list segments: %w", err)
+		}
+		var fresh []spool.SegmentInfo
+		for _, s := range segs {
+			k := keyOf(s)
+			if queued[k] {
+				continue
+			}
+			queued[k] = true
+			l.stats.SegmentsTotal.Add(1)
+			if loaded[k] || s.LastSeq <= marks[s.Relay].seq {
+				// Loaded before, or entirely at or below the mark (a re-fetch with other bounds).
+				l.stats.SegmentsSkipped.Add(1)
+				l.stats.SegmentsDone.Add(1)
+				sum.SegmentsSkipped++
+				continue
+			}
+			fresh = append(fresh, s)
+		}
+		for _, j := range groupSegments(fresh, l.cfg.BatchSize) {
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		return len(fresh), nil
+	}
+	if follow == nil {
+		_, err := once()
+		return err
+	}
+	for {
+		finished, err := follow()
+		if err != nil {
+			return fmt.Errorf("follow producer: %w", err)
+		}
+		n, err := once()
+		if err != nil {
+			return err
+		}
+		if finished && n == 0 {
+			return nil
+		}
+		if n == 0 {
+			select {
+			case <-time.After(pollInterval):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// groupSegments cuts segments (ascending FirstSeq) into jobs: consecutive segments of one relay,
+// at most batch segments and batchBytes raw bytes each (a larger segment goes alone).
+func groupSegments(segs []spool.SegmentInfo, batch int) []job {
+	var out []job
+	var cur job
+	var bytes int64
+	for _, s := range segs {
+		if len(cur.segs) > 0 && (s.Relay != cur.relay || len(cur.segs) >= batch || bytes+s.RawBytes > batchBytes) {
+			out = append(out, cur)
+			cur, bytes = job{}, 0
+		}
+		cur.relay = s.Relay
+		cur.segs = append(cur.segs, s)
+		bytes += s.RawBytes
+	}
+	if len(cur.segs) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// readResult is a job's frames, decoded, in seq order.
+type readResult struct {
+	items  []item
+	frames []int64 // per segment: frames read
+	unread []int64 // per segment: frames at or below the mark, skipped without decoding
+}
+
+// read reads a job's frames and has the workers decode them; frames at or below m are not
+// decoded, only counted.
+func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk) (*readResult, error) {
+	rd := &readResult{frames: make([]int64, len(j.segs)), unread: make([]int64, len(j.segs))}
+	var all []*chunk
+	var wg sync.WaitGroup
+	var cur *chunk
+	var buf []byte
+	var offs []int
+	flush := func() error {
+		if cur == nil {
+			return nil
+		}
+		for i := range offs[:len(offs)-1] {
+			cur.frames = append(cur.frames, buf[offs[i]:offs[i+1]:offs[i+1]])
+		}
+		wg.Add(1)
+		select {
+		case chunks <- cur:
+		case <-ctx.Done():
+			wg.Done()
+			return ctx.Err()
+		}
+		all = append(all, cur)
+		cur, buf, offs = nil, nil, nil
+		return nil
+	}
+	for si, s := range j.segs {
+		r, err := spool.OpenSegment(s.Path)
+		if err != nil {
+			return nil, fmt.Errorf("open segment %s: %w", s.Name, err)
+		}
+		for {
+			rec, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				r.Close()
+				return nil, fmt.Errorf("read segment %s: %w", s.Name, err)
+			}
+			l.stats.Frames.Add(1)
+			l.stats.BytesRead.Add(int64(len(rec.Frame)))
+			rd.frames[si]++
+			if rec.Seq > 0 && rec.Seq <= m.seq {
+				rd.unread[si]++
+				continue
+			}
+			if cur == nil {
+				cur = &chunk{wg: &wg}
+				offs = []int{0}
+			}
+			buf = append(buf, rec.Frame...)
+			offs = append(offs, len(buf))
+			cur.items = append(cur.items, item{seq: rec.Seq, seg: si})
+			if len(cur.items) == chunkFrames {
+				if err := flush(); err != nil {
+					r.Close()
+					return nil, err
+				}
+			}
+		}
+		r.Close()
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	wg.Wait()
+	n := 0
+	for _, c := range all {
+		n += len(c.items)
+	}
+	rd.items = make([]item, 0, n)
+	for _, c := range all {
+		rd.items = append(rd.items, c.items...)
+	}
+	return rd, nil
+}
+
+// write commits one unit, retrying transient failures, and adds its outcome to sum and stats.
+func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
+	var res txResult
+	attempts := 0
+	safe := false
+	retries, err := l.withRetry(ctx, func(conn *pgx.Conn) error {
+		attempts++
+		r, done, err := l.attempt(ctx, conn, w, attempts, safe)
+		if err == nil && !done {
+			res = r
+		}
+		var pgErr *pgconn.PgError
+		if !safe && errors.As(err, &pgErr) && pgErr.Code == "23505" {
+			// Another session inserted a key between an anti-join and its insert.
+			safe = true
+			return &retrySafeError{err}
+		}
+		return err
+	})
+	sum.Retries += retries
+	if err != nil {
+		return fmt.Errorf("load segments %s..%s: %w", w.segs[0].Name, w.segs[len(w.segs)-1].Name, err)
+	}
+	p := w.plan
+	sum.Transactions++
+	sum.SegmentsLoaded += len(w.segs)
+	var reasons = map[decode.Reason]int64{}
+	for i := range p.segCounts {
+		c := &p.segCounts[i]
+		sum.Frames += c.frames
+		for k, n := range c.events {
+			if n > 0 {
+				sum.Events[decode.Kind(k)] += n
+				l.stats.Events[k].Add(n)
+			}
+		}
+		for r, n := range c.reasons {
+			reasons[r] += n
+			if repairedReasons[r] {
+				sum.Repaired[r] += n
+			} else {
+				sum.Skipped[r] += n
+			}
+		}
+	}
+	l.stats.addReasons(reasons)
+	for t := Table(0); t < NumTables; t++ {
+		if res.rows[t].total() > 0 {
+			rc := sum.Rows[t]
+			rc.add(res.rows[t])
+			sum.Rows[t] = rc
+			l.stats.Rows[t].Add(res.rows[t].total())
+		}
+	}
+	if p.end.seq > p.start.seq {
+		sum.LastSeq, sum.LastEventTime = p.end.seq, p.end.time
+		l.stats.LastSeq.Store(p.end.seq)
+		if !p.end.time.IsZero() {
+			l.stats.lastTime.Store(p.end.time.UnixNano())
+		}
+	}
+	l.stats.SegmentsDone.Add(int64(len(w.segs)))
+	for _, u := range p.users {
+		l.known.add(u.did)
+	}
+	return nil
+}
+
+// knownCap bounds the DIDs a run remembers as present in users (about 80 bytes each).
+const knownCap = 500_000
+
+// didSet remembers DIDs whose users row a committed transaction of this run ensured. Rows in
+// users are never deleted by the loader, so for them the ensure is a no-op that can be skipped.
+// When full it starts over: frequent DIDs come back at once. Only the writer goroutine uses it.
+type didSet struct {
+	m map[string]struct{}
+	n int
+}
+
+func (s *didSet) has(did string) bool {
+	_, ok := s.m[did]
+	return ok
+}
+
+func (s *didSet) add(did string) {
+	if s.m == nil || s.n >= knownCap {
+		s.m, s.n = make(map[string]struct{}, 1024), 0
+	}
+	if _, ok := s.m[did]; !ok {
+		s.m[did] = struct{}{}
+		s.n++
+	}
+}
+
+// retrySafeError is a unique violation met by an anti-join insert: retried with ON CONFLICT.
+type retrySafeError struct{ err error }
+
+func (e *retrySafeError) Error() string { return e.err.Error() }
+func (e *retrySafeError) Unwrap() error { return e.err }
+
+// withRetry runs f on a live connection, reconnecting and retrying with jittered exponential
+// backoff while errors are transient; it returns how many attempts failed.
+func (l *Loader) withRetry(ctx context.Context, f func(conn *pgx.Conn) error) (int, error) {
+	pol := l.cfg.Retry
+	for attempt := 1; ; attempt++ {
+		err := l.ensureConn(ctx)
+		if err == nil {
+			err = f(l.conn)
+		}
+		if err == nil {
+			return attempt - 1, nil
+		}
+		if ctx.Err() != nil {
+			return attempt - 1, fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		if !transient(err) || attempt >= pol.Attempts {
+			return attempt - 1, err
+		}
+		if l.conn != nil && (l.conn.IsClosed() || l.conn.PgConn().TxStatus() != 'I') {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = l.conn.Close(cctx)
+			cancel()
+		}
+		d := min(pol.MaxDelay, pol.MinDelay<<min(attempt-1, 30))
+		d = d/2 + rand.N(d/2+1)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return attempt, fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+	}
+}
+
+// ensureConn reconnects (and retakes the lock) when the connection was lost.
+func (l *Loader) ensureConn(ctx context.Context) error {
+	if l.conn != nil && !l.conn.IsClosed() {
+		return nil
+	}
+	l.conn = nil
+	return l.connect(ctx)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func sortedValues[V any](m map[string]*V) []*V {
+	out := make([]*V, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		out = append(out, m[k])
+	}
+	return out
+}
