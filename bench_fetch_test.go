@@ -24,7 +24,10 @@ import (
 	"github.com/backfill/backfill/spool"
 )
 
-var benchFrames = flag.Int("bench-frames", 200_000, "events the fetch benchmark's relay generates")
+var (
+	benchFrames = flag.Int("bench-frames", 200_000, "events the fetch benchmark's relay generates")
+	benchLevel  = flag.Int("bench-level", int(zstd.SpeedDefault), "zstd level of the fetch benchmark (1 fastest .. 4 best), for fetch and its ceiling alike")
+)
 
 // BenchmarkFetch reports, over one stream of realistic frames from a local relay, the fetch
 // stage next to its ceilings, each measured in the same run:
@@ -66,6 +69,7 @@ func BenchmarkFetch(b *testing.B) {
 		b.Logf("%-14s %9.0f frames/s %7.1f MB/s  (%s)", name, fps, float64(bytes)/d.Seconds()/1e6, d.Round(time.Millisecond))
 		return fps
 	}
+	var counter countWriter
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		d := readAll(b, u, n, nil)
@@ -74,16 +78,17 @@ func BenchmarkFetch(b *testing.B) {
 		d = indigoRead(b, u, n)
 		report("indigo", n, raw, d)
 
-		enc, err := zstd.NewWriter(io.Discard, zstd.WithEncoderLevel(zstd.SpeedDefault))
+		enc, err := zstd.NewWriter(&counter, zstd.WithEncoderLevel(zstd.EncoderLevel(*benchLevel)))
 		if err != nil {
 			b.Fatal(err)
 		}
 		d = readAll(b, u, n, enc)
 		enc.Close()
 		zstdFPS := report("read+zstd", n, raw, d)
+		b.Logf("whole-stream zstd: %.3f bytes per raw byte (%.2fx)", float64(counter.n)/float64(raw), float64(raw)/float64(counter.n))
 
 		dir := b.TempDir()
-		sp, err := spool.Open(dir, spool.Options{})
+		sp, err := spool.Open(dir, spool.Options{Level: zstd.EncoderLevel(*benchLevel)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -115,7 +120,7 @@ func BenchmarkFetch(b *testing.B) {
 
 		// The command itself, as a child process, for its peak RSS (the relay's memory is ours).
 		pdir := b.TempDir()
-		cmd := exec.Command(binary(b), "fetch", "--relay-url", r.URL(), "--spool", pdir, "--days", "-1",
+		cmd := exec.Command(binary(b), "fetch", "--relay-url", r.URL(), "--spool", pdir, "--days", "-1", "--zstd-level", fmt.Sprint(*benchLevel),
 			"--progress", "none", "--log-level", "warn", "--idle-timeout", "2s")
 		cmd.Stderr = os.Stderr
 		t0 = time.Now()
@@ -246,3 +251,7 @@ func watchHWM(pid int) func() int64 {
 		return peak.Load()
 	}
 }
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }

@@ -44,6 +44,7 @@ type FetchFlags struct {
 type FetchCmd struct {
 	SpoolFlags
 	FetchFlags
+	MetricsFlags
 }
 
 // Run fetches until a stop point, an interrupt or a fatal error.
@@ -55,6 +56,12 @@ func (c *FetchCmd) Run(ctx context.Context, g *Globals) error {
 	defer f.close()
 	prog := newProgress(g.Progress, g.logger)
 	prog.add(f)
+	if c.MetricsAddr != "" {
+		prog.alwaysTick()
+		if err := serveMetrics(ctx, c.MetricsAddr, &collector{fetch: f}, prog, g.logger); err != nil {
+			return err
+		}
+	}
 	prog.start()
 	err = f.run(ctx)
 	prog.stop()
@@ -157,18 +164,19 @@ func (j *fetchJob) plan(ctx context.Context, endpoint *url.URL) error {
 	}
 	prober := &firehose.Prober{Endpoint: endpoint, Dial: cfg.Dial, Logger: j.log}
 	var head firehose.Point
-	if !ff.Follow {
-		pt, ok, err := prober.Head(ctx)
-		if err != nil {
+	if !ff.Follow && ff.Days > 0 && tail.Empty && ff.StartCursor == 0 && !ff.Resume {
+		// The --days search is quicker with the head as its upper bound.
+		if pt, ok, err := prober.Head(ctx); err != nil {
 			return fmt.Errorf("read the relay's head: %w", err)
-		}
-		if ok {
+		} else if ok {
 			head = pt
 			cfg.Head = pt.Seq
 			j.log.Info("relay head", "relay", j.host, "seq", pt.Seq, "time", pt.Time.Format(time.RFC3339))
-		} else {
-			j.log.Info("no live event from the relay yet: the fetch ends when the replay goes idle", "relay", j.host, "idle_timeout", ff.IdleTimeout)
 		}
+	}
+	if !ff.Follow && cfg.Head == 0 {
+		// Read the head while fetching; on a quiet relay the replay going idle ends the fetch.
+		cfg.HeadProbe = &firehose.Prober{Endpoint: endpoint, Dial: cfg.Dial, Logger: j.log}
 	}
 	switch {
 	case !tail.Empty:

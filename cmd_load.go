@@ -34,6 +34,7 @@ type LoadCmd struct {
 	Since  time.Time `help:"Skip events before this time (RFC 3339); empty means no bound." format:"2006-01-02T15:04:05Z07:00"`
 	Until  time.Time `help:"Skip events at or after this time (RFC 3339); empty means no bound." format:"2006-01-02T15:04:05Z07:00"`
 	Follow bool      `help:"Keep loading segments as a running fetch seals them, until it finishes."`
+	MetricsFlags
 }
 
 // Run loads the spool.
@@ -58,6 +59,12 @@ func (c *LoadCmd) Run(ctx context.Context, g *Globals) error {
 	lj := &loadJob{l: l, started: time.Now()}
 	prog := newProgress(g.Progress, g.logger)
 	prog.add(lj)
+	if c.MetricsAddr != "" {
+		prog.alwaysTick()
+		if err := serveMetrics(ctx, c.MetricsAddr, &collector{load: lj}, prog, g.logger); err != nil {
+			return err
+		}
+	}
 	prog.start()
 	g.logger.Info("loading", "spool", c.Spool, "database", loader.RedactDSN(cfg.DatabaseURL), "follow", c.Follow)
 	sum, err := l.Run(ctx, c.Spool, follow)

@@ -24,6 +24,7 @@ type RunCmd struct {
 	LoadFlags
 	StopAtLive  bool   `help:"Stop where the live consumer started: at the cursor in its firehose_cursor row (read once at start), so backfill and live ingestion meet without a gap or double work."`
 	LiveService string `help:"The live consumer's firehose_cursor.service, for --stop-at-live." default:"firehose"`
+	MetricsFlags
 }
 
 // Run fetches and loads until the fetch reaches its stop point and every sealed segment is
@@ -75,6 +76,12 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	prog := newProgress(g.Progress, g.logger)
 	prog.add(f)
 	prog.add(lj)
+	if c.MetricsAddr != "" {
+		prog.alwaysTick()
+		if err := serveMetrics(ctx, c.MetricsAddr, &collector{fetch: f, load: lj}, prog, g.logger); err != nil {
+			return err
+		}
+	}
 	prog.start()
 
 	var fetchDone atomic.Bool

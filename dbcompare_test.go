@@ -157,6 +157,14 @@ func jsonBytes(s *string) []byte {
 // compareModel fails the test with the first differences between the database and the model.
 func compareModel(t testing.TB, got, want *relaytest.Model) {
 	t.Helper()
+	if diffs := diffModel(got, want); len(diffs) > 0 {
+		t.Fatalf("database differs from the model (%d users, %d posts, %d likes, %d follows in the model):\n  %s",
+			len(want.Users), len(want.Posts), len(want.Likes), len(want.Follows), strings.Join(diffs, "\n  "))
+	}
+}
+
+// diffModel lists the first differences between the database and the model.
+func diffModel(got, want *relaytest.Model) []string {
 	var diffs []string
 	add := func(format string, args ...any) {
 		if len(diffs) < 25 {
@@ -176,10 +184,7 @@ func compareModel(t testing.TB, got, want *relaytest.Model) {
 	if got.LastSeq != want.LastSeq {
 		add("firehose_cursor: cursor %d, want %d", got.LastSeq, want.LastSeq)
 	}
-	if len(diffs) > 0 {
-		t.Fatalf("database differs from the model (%d users, %d posts, %d likes, %d follows in the model):\n  %s",
-			len(want.Users), len(want.Posts), len(want.Likes), len(want.Follows), strings.Join(diffs, "\n  "))
-	}
+	return diffs
 }
 
 func cmpMap[V any](add func(string, ...any), table string, got, want map[string]V, norm func(V) any) {

@@ -30,7 +30,7 @@ type progress struct {
 	stages   []stageView
 	p        *mpb.Progress
 	bars     []*mpb.Bar
-	lines    []string
+	lines    []string // the last line of each stage, for the live display and the status page
 	mu       sync.Mutex
 	quit     chan struct{}
 	wg       sync.WaitGroup
@@ -46,16 +46,34 @@ func newProgress(mode string, log *slog.Logger) *progress {
 	return &progress{mode: mode, log: log, interval: 10 * time.Second, quit: make(chan struct{})}
 }
 
-func (p *progress) add(s stageView) { p.stages = append(p.stages, s) }
+func (p *progress) add(s stageView) {
+	p.stages = append(p.stages, s)
+	p.lines = append(p.lines, "")
+}
+
+// latest returns stage i's last line.
+func (p *progress) latest(i int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lines[i]
+}
+
+// alwaysTick keeps lines fresh (for the status page) even when nothing is displayed.
+func (p *progress) alwaysTick() {
+	if p.mode == "none" {
+		p.mode = "quiet"
+	}
+}
 
 func (p *progress) start() {
 	switch p.mode {
 	case "none":
 		return
+	case "quiet":
+		p.interval = 2 * time.Second
 	case "tty":
 		p.interval = 500 * time.Millisecond
 		p.p = mpb.New(mpb.WithOutput(os.Stderr), mpb.WithRefreshRate(250*time.Millisecond), mpb.WithWidth(24))
-		p.lines = make([]string, len(p.stages))
 		for i, s := range p.stages {
 			i := i
 			bar := p.p.AddBar(0,
@@ -92,11 +110,11 @@ func (p *progress) loop() {
 func (p *progress) tick(dt time.Duration) {
 	for i, s := range p.stages {
 		done, total, line, attrs := s.view(dt)
+		p.mu.Lock()
+		p.lines[i] = line
+		p.mu.Unlock()
 		switch p.mode {
 		case "tty":
-			p.mu.Lock()
-			p.lines[i] = line
-			p.mu.Unlock()
 			if total > 0 {
 				p.bars[i].SetTotal(total, false)
 			}

@@ -39,6 +39,9 @@ type Config struct {
 	// Head is the relay's newest seq when the run began (0: unknown). Without Follow the fetch
 	// stops there, and a replay that goes idle short of it is a stall, not the end.
 	Head int64
+	// HeadProbe, when set and Head is 0 (and not Follow), reads the head from the live stream
+	// while the fetch already runs, so a quiet relay costs no wait before the first frame.
+	HeadProbe *Prober
 	// StopTime: stop at the first frame whose time is at or after it, without keeping it.
 	StopTime time.Time
 	// Follow keeps tailing the live stream; otherwise a replay that goes idle for IdleTimeout
@@ -83,10 +86,17 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 	f := &fetcher{cfg: cfg, sink: sink, st: st, last: cfg.After}
 	f.defaults()
 	st.LastSeq.Store(cfg.After)
-	if !f.cfg.Follow && f.cfg.Head > 0 && (f.cfg.StopSeq == 0 || f.cfg.Head < f.cfg.StopSeq) {
-		f.cfg.StopSeq = f.cfg.Head
+	f.setHead(cfg.Head)
+	if cfg.Head == 0 && cfg.HeadProbe != nil && !cfg.Follow {
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			if pt, ok, err := cfg.HeadProbe.Head(pctx); err == nil && ok {
+				f.setHead(pt.Seq)
+				cfg.Logger.Info("relay head", "seq", pt.Seq, "time", pt.Time.Format(time.RFC3339))
+			}
+		}()
 	}
-	st.StopSeq.Store(f.cfg.StopSeq)
 	err := f.run(ctx)
 	if ferr := sink.Flush(); ferr != nil && err == nil {
 		err = ferr
@@ -96,11 +106,24 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 
 type fetcher struct {
 	cfg      Config
+	head     atomic.Int64 // the relay's head at the start, 0 while unknown
+	stop     atomic.Int64 // the effective stop seq: StopSeq, or the head when earlier
 	sink     Sink
 	st       *Stats
 	last     int64 // last kept seq
 	limiter  *limiter
 	attempts int
+}
+
+// setHead records the head (0: unknown) and derives the stop seq from it and StopSeq.
+func (f *fetcher) setHead(head int64) {
+	f.head.Store(head)
+	stop := f.cfg.StopSeq
+	if !f.cfg.Follow && head > 0 && (stop == 0 || head < stop) {
+		stop = head
+	}
+	f.stop.Store(stop)
+	f.st.StopSeq.Store(stop)
 }
 
 func (f *fetcher) defaults() {
@@ -279,7 +302,7 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 			continue
 		case <-idle.C:
 			if !f.cfg.Follow {
-				head := f.cfg.Head
+				head := f.head.Load()
 				if head == 0 {
 					return errIdle
 				}
@@ -401,7 +424,7 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 	if !h.Time.IsZero() {
 		st.LastTime.Store(h.Time.UnixMicro())
 	}
-	if stop := f.cfg.StopSeq; stop > 0 && h.Seq >= stop {
+	if stop := f.stop.Load(); stop > 0 && h.Seq >= stop {
 		return errDone
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
 
@@ -87,7 +86,7 @@ func BenchmarkLoad(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		url := testDB(b)
-		l := openLoader(b, Config{DatabaseURL: url, Workers: benchWorkers})
+		l := openLoader(b, Config{DatabaseURL: url, Workers: 2})
 		b.StartTimer()
 		start := time.Now()
 		sum, err := l.Run(ctx, dir, nil)
@@ -164,9 +163,3 @@ func joinCols(cols []string) string {
 	return s
 }
 
-var benchWorkers = func() int {
-	if os.Getenv("BW") == "1" {
-		return 1
-	}
-	return 2
-}()

@@ -20,8 +20,13 @@ const (
 )
 
 // batchBytes caps the raw frame bytes of one transaction when it groups several segments; a
-// segment larger than this still loads alone, in one transaction.
-const batchBytes = 8 << 20
+// segment larger than this still loads alone, in one transaction. minBatchBytes is what a
+// transaction takes even past BatchSize segments: a transaction costs about 7 ms of round trips
+// and fsync whatever it holds, so tiny ones would cripple the load.
+const (
+	batchBytes    = 8 << 20
+	minBatchBytes = 1 << 20
+)
 
 // Config is what Open needs to connect and what Run needs to load.
 type Config struct {

@@ -16,6 +16,8 @@
 //   - phase.go: the cut of a pair table's ops (likes, reposts, follows, blocks) into phases
 //     whose set-based application equals sequential application; the proof is in its comment.
 //   - write.go: one unit's transaction: staging COPY, statements, bookkeeping, commit.
+//   - helpers_test.go, model_test.go: frame builders, a spool writer, and the sequential
+//     reference model (one event at a time, maps) that the tests compare the database with.
 //   - retry.go: which database errors are transient.
 //   - stats.go: Stats (live counters), Summary (one Run), table names and skip reasons.
 //
@@ -30,12 +32,26 @@
 // cut (truncated), instead of failing the transaction on every retry.
 //
 // Units and --batch-size: a unit is consecutive sealed segments loaded in one transaction.
-// BatchSize is the most segments one unit takes, and a unit also stops growing at 32 MiB of raw
-// frames; a segment larger than that (the spool's default is 64 MiB) is always a unit of its own.
-// So with default segments any BatchSize loads one segment per transaction, and a larger value
-// only helps with small segments (time-sealed ones while following a slow producer), where it
-// spreads each transaction's fixed cost (about twenty round trips and one fsync) over more
-// events. 1 means strictly one segment per transaction.
+// BatchSize is the most segments one unit takes once it holds at least 1 MiB of raw frames, and
+// a unit never grows past 8 MiB (a larger segment, such as the spool's default 64 MiB one, is a
+// unit of its own). A transaction costs about 7 ms of round trips and fsync whatever it holds,
+// so the 1 MiB floor keeps BatchSize 1 from crippling a load of small (time-sealed) segments;
+// the 8 MiB cap keeps the decoder and the writer overlapping. With default segments BatchSize
+// changes nothing; larger values help only with many small segments.
+//
+// Write path, per unit: one round trip reads the pairs of pre-existing rows the phase cut needs;
+// COPY (binary) fills TEMP staging tables created once per connection (ON COMMIT DELETE ROWS);
+// one pipelined batch runs the set-based statements (users ensured, profiles and handles set,
+// accounts upserted, posts and pair tables deleted then inserted phase by phase, cursor and
+// high-water mark); a second records the segments; then COMMIT. Inserts whose staged rows are
+// pairwise distinct on every unique key (users, posts, and unordered phases) skip existing keys
+// with NOT EXISTS anti-joins, which avoids ON CONFLICT's speculative insertion; the others, the
+// tables carrying unique indexes beyond SCHEMA.md's, and a unit retried after a unique violation
+// (a concurrent writer) use INSERT ... ORDER BY pos ON CONFLICT DO NOTHING. Hash and merge joins
+// and JIT are off in these transactions: staging tables have no statistics, and index probes
+// are what the statements need. DIDs ensured by an earlier commit of the same run are not
+// ensured again (users rows are never deleted by the loader; the memory is bounded and reset
+// at each Run).
 //
 // Progress: a segment in backfill_segments (same relay, first and last seq, checksum) is never
 // loaded again, and frames at or below the relay's high-water mark (backfill_loader) are skipped,

@@ -272,7 +272,8 @@ func writeSpool(tb testing.TB, dir string, evs []tEvent, cuts ...int) {
 	}
 }
 
-// openLoader opens a loader on url, closed when the test ends.
+// openLoader opens a loader, closed when the test ends, that loads in transactions of BatchSize
+// segments however small the segments.
 func openLoader(tb testing.TB, cfg Config) *Loader {
 	tb.Helper()
 	l, err := Open(context.Background(), cfg)
@@ -280,17 +281,23 @@ func openLoader(tb testing.TB, cfg Config) *Loader {
 		tb.Fatalf("open loader: %v", err)
 	}
 	tb.Cleanup(l.Close)
+	l.minBatchBytes = 0
 	return l
 }
 
-// load opens a loader, runs it once over dir and closes it.
-func load(tb testing.TB, cfg Config, dir string) Summary {
+// load opens a loader, runs it once over dir and closes it. Tests load in transactions of
+// BatchSize segments, however small the segments.
+func load(tb testing.TB, cfg Config, dir string, tweak ...func(*Loader)) Summary {
 	tb.Helper()
 	l, err := Open(context.Background(), cfg)
 	if err != nil {
 		tb.Fatalf("open loader: %v", err)
 	}
 	defer l.Close()
+	l.minBatchBytes = 0
+	for _, f := range tweak {
+		f(l)
+	}
 	sum, err := l.Run(context.Background(), dir, nil)
 	if err != nil {
 		tb.Fatalf("run: %v", err)

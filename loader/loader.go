@@ -34,6 +34,8 @@ type Loader struct {
 	conn  *pgx.Conn  // nil or closed after a lost connection; reopened on demand
 	known didSet     // DIDs ensured in users by this run's commits (writer goroutine only)
 
+	minBatchBytes int64 // raw bytes a transaction takes even past BatchSize segments (tests lower it)
+
 	// beforeCommit, when set (tests only), runs inside each transaction just before COMMIT.
 	beforeCommit func(ctx context.Context, conn *pgx.Conn) error
 }
@@ -58,7 +60,7 @@ func Open(ctx context.Context, cfg Config) (*Loader, error) {
 	}
 	// Timestamps are written as UTC wall time into timestamp columns; now() must agree.
 	connCfg.RuntimeParams["timezone"] = "UTC"
-	l := &Loader{cfg: cfg, connCfg: connCfg, secrets: secrets}
+	l := &Loader{cfg: cfg, connCfg: connCfg, secrets: secrets, minBatchBytes: minBatchBytes}
 	if err := l.connect(ctx); err != nil {
 		return nil, err
 	}

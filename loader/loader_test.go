@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -427,5 +428,88 @@ func TestConfig(t *testing.T) {
 		if _, err := Open(context.Background(), cfg); err == nil || !strings.HasPrefix(err.Error(), "loader: config") {
 			t.Errorf("%s: Open error = %v, want a config error", name, err)
 		}
+	}
+}
+
+func TestConcurrentWriter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testDB(t)
+	l := openLoader(t, Config{DatabaseURL: url})
+	dir := t.TempDir()
+	likeURI := "at://" + alice + "/" + nsLike + "/l1"
+	writeSpool(t, dir, []tEvent{
+		commitEv(1, alice, op("create", nsLike, "l1", post(bob, "p1")), op("create", nsLike, "l2", post(bob, "p2"))),
+	})
+	// Another session inserts the same like and commits while the loader's insert waits on it:
+	// the loader's anti-join insert meets a unique violation and retries with ON CONFLICT.
+	other := dbConn(t, url)
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO likes (uri, user_did, post_uri, created_at, indexed_at) VALUES ($1, $2, $3, '2020-01-01', '2020-01-01')`, likeURI, alice, post(bob, "p1")); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		sum Summary
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sum, err := l.Run(ctx, dir, nil)
+		done <- result{sum, err}
+	}()
+	watch := dbConn(t, url)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting int
+		if err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'backfill-loader' AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the loader never waited on the other session's row")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil {
+		t.Fatalf("run: %v", res.err)
+	}
+	if res.sum.Retries != 1 {
+		t.Errorf("retries = %d, want 1", res.sum.Retries)
+	}
+	got := query(t, watch, `SELECT uri || ' ' || created_at FROM likes ORDER BY uri`)
+	want := []string{likeURI + " 2020-01-01 00:00:00", "at://" + alice + "/" + nsLike + "/l2 2024-01-02 03:04:05.678"}
+	if !slices.Equal(got, want) {
+		t.Errorf("likes = %q, want %q", got, want)
+	}
+}
+
+func TestDebugLog(t *testing.T) {
+	t.Parallel()
+	url := testDB(t)
+	dir := t.TempDir()
+	writeSpool(t, dir, []tEvent{
+		{seq: 1, bad: true},
+		commitEv(2, alice, op("create", nsOther, "t1", "")),
+	})
+	var buf strings.Builder
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	sum := load(t, Config{DatabaseURL: url, Logger: logger}, dir)
+	out := buf.String()
+	for _, want := range []string{"level=DEBUG msg=\"skipped input\" seq=1 reason=bad_frame", "seq=2 reason=other_collection subject=at://did:plc:alice/app.bsky.feed.threadgate/t1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if sum.Skipped[decode.ReasonBadFrame] != 1 || sum.Skipped[decode.ReasonOtherCollection] != 1 || sum.LastSeq != 2 {
+		t.Errorf("summary skipped %v last seq %d", sum.Skipped, sum.LastSeq)
 	}
 }

@@ -160,6 +160,13 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 			}
 			continue
 		}
+		switch ev.Kind {
+		case decode.KindCommit, decode.KindIdentity, decode.KindAccount, decode.KindSync:
+			if ev.Seq == 0 {
+				// A sequenced event whose body lacks its seq: the spool's seq keeps it in order.
+				ev.Seq = it.seq
+			}
+		}
 		if ev.Seq > 0 && ev.Seq <= m.seq {
 			c.reason(ReasonAlreadyLoaded, 1)
 			continue

@@ -26,9 +26,9 @@ const chunkFrames = 256
 
 // segKey is a segment's identity in backfill_segments.
 type segKey struct {
-	relay           string
-	first, last     int64
-	checksum        uint32
+	relay       string
+	first, last int64
+	checksum    uint32
 }
 
 func keyOf(s spool.SegmentInfo) segKey {
@@ -72,6 +72,17 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		return readBookkeeping(ctx, conn, loaded, marks)
 	}); err != nil {
 		return sum, fmt.Errorf("read load progress: %w", err)
+	}
+	for _, m := range marks {
+		if m.seq > sum.LastSeq {
+			sum.LastSeq, sum.LastEventTime = m.seq, m.time
+		}
+	}
+	if sum.LastSeq > l.stats.LastSeq.Load() {
+		l.stats.LastSeq.Store(sum.LastSeq)
+		if !sum.LastEventTime.IsZero() {
+			l.stats.lastTime.Store(sum.LastEventTime.UnixNano())
+		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -225,7 +236,7 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 			}
 			fresh = append(fresh, s)
 		}
-		for _, j := range groupSegments(fresh, l.cfg.BatchSize) {
+		for _, j := range groupSegments(fresh, l.cfg.BatchSize, l.minBatchBytes) {
 			select {
 			case jobs <- j:
 			case <-ctx.Done():
@@ -260,14 +271,16 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 	}
 }
 
-// groupSegments cuts segments (ascending FirstSeq) into jobs: consecutive segments of one relay,
-// at most batch segments and batchBytes raw bytes each (a larger segment goes alone).
-func groupSegments(segs []spool.SegmentInfo, batch int) []job {
+// groupSegments cuts segments (ascending FirstSeq) into jobs of consecutive segments of one
+// relay. A job takes segments until it has batch of them and at least minBytes raw bytes,
+// or until the next would take it past batchBytes (a larger segment goes alone).
+func groupSegments(segs []spool.SegmentInfo, batch int, minBytes int64) []job {
 	var out []job
 	var cur job
 	var bytes int64
 	for _, s := range segs {
-		if len(cur.segs) > 0 && (s.Relay != cur.relay || len(cur.segs) >= batch || bytes+s.RawBytes > batchBytes) {
+		full := len(cur.segs) >= batch && bytes >= minBytes
+		if len(cur.segs) > 0 && (s.Relay != cur.relay || full || bytes+s.RawBytes > batchBytes) {
 			out = append(out, cur)
 			cur, bytes = job{}, 0
 		}

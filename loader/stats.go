@@ -76,16 +76,16 @@ const numKinds = int(decode.KindError) + 1
 // Stats holds counters that other goroutines may read while Run runs; committed figures
 // (events, rows, reasons, last seq) move only when a transaction commits.
 type Stats struct {
-	SegmentsTotal   atomic.Int64             // sealed segments seen in the spool
-	SegmentsDone    atomic.Int64             // segments loaded or skipped
-	SegmentsSkipped atomic.Int64             // segments skipped as already loaded
-	Frames          atomic.Int64             // frames read from segments
-	BytesRead       atomic.Int64             // raw frame bytes read from segments
-	Events          [numKinds]atomic.Int64   // committed events by decode.Kind
-	Rows            [NumTables]atomic.Int64  // committed rows inserted, updated or deleted, by Table
-	LastSeq         atomic.Int64             // the highest committed seq
-	lastTime        atomic.Int64             // unix nanoseconds of LastSeq's event; 0 when none
-	mu              sync.Mutex               // guards reasons
+	SegmentsTotal   atomic.Int64            // sealed segments seen in the spool
+	SegmentsDone    atomic.Int64            // segments loaded or skipped
+	SegmentsSkipped atomic.Int64            // segments skipped as already loaded
+	Frames          atomic.Int64            // frames read from segments
+	BytesRead       atomic.Int64            // raw frame bytes read from segments
+	Events          [numKinds]atomic.Int64  // committed events by decode.Kind
+	Rows            [NumTables]atomic.Int64 // committed rows inserted, updated or deleted, by Table
+	LastSeq         atomic.Int64            // the highest committed seq
+	lastTime        atomic.Int64            // unix nanoseconds of LastSeq's event; 0 when none
+	mu              sync.Mutex              // guards reasons
 	reasons         map[decode.Reason]int64 // committed skips and repairs by reason
 }
 
@@ -118,21 +118,21 @@ func (s *Stats) addReasons(m map[decode.Reason]int64) {
 
 // Summary is what one Run did.
 type Summary struct {
-	SegmentsLoaded  int                            // segments loaded by this run
-	SegmentsSkipped int                            // segments skipped as already loaded
-	Transactions    int                            // committed transactions
-	Retries         int                            // transaction attempts that failed transiently and were retried
-	Frames          int64                          // frames read
-	Events          map[decode.Kind]int64          // events applied or counted, by kind
-	Rows            map[Table]RowCount             // rows written, by table
-	Skipped         map[decode.Reason]int64        // input skipped, by reason
-	Repaired        map[decode.Reason]int64        // input kept after a fix, by reason
-	LastSeq         int64                          // the highest seq loaded so far (0 when none)
-	LastEventTime   time.Time                      // that event's time
-	Duration        time.Duration                  // wall time of the run
-	DecodeTime      time.Duration                  // time spent reading, decoding and planning (overlaps WriteTime)
-	WriteTime       time.Duration                  // time spent in database transactions, retries included
-	WaitTime        time.Duration                  // time the writer waited for decoded input
+	SegmentsLoaded  int                     // segments loaded by this run
+	SegmentsSkipped int                     // segments skipped as already loaded
+	Transactions    int                     // committed transactions
+	Retries         int                     // transaction attempts that failed transiently and were retried
+	Frames          int64                   // frames read
+	Events          map[decode.Kind]int64   // events applied or counted, by kind
+	Rows            map[Table]RowCount      // rows written, by table
+	Skipped         map[decode.Reason]int64 // input skipped, by reason
+	Repaired        map[decode.Reason]int64 // input kept after a fix, by reason
+	LastSeq         int64                   // the highest seq loaded so far (0 when none)
+	LastEventTime   time.Time               // that event's time
+	Duration        time.Duration           // wall time of the run
+	DecodeTime      time.Duration           // time spent reading, decoding and planning (overlaps WriteTime)
+	WriteTime       time.Duration           // time spent in database transactions, retries included
+	WaitTime        time.Duration           // time the writer waited for decoded input
 }
 
 func newSummary() Summary {

@@ -119,8 +119,9 @@ func copyRows(ctx context.Context, tx pgx.Tx, table string, cols []string, n int
 //
 // Inserts skip rows whose keys exist with an anti-join (NOT EXISTS on each unique key) when the
 // staged rows of the statement are known to be pairwise distinct on those keys: unlike ON
-// CONFLICT DO NOTHING this needs no speculative insertion (an extra WAL record and index pass per
-// row), which halves the cost of the largest statements. With safe set, or for a table with
+// CONFLICT DO NOTHING this needs no speculative insertion (a token, then a confirmation WAL
+// record per row), which measured 10-15% cheaper on the largest statements and made them
+// about as fast as COPY into the same indexed table. With safe set, or for a table with
 // unique indexes beyond SCHEMA.md's, or for a phase whose creates may collide with each other,
 // ON CONFLICT DO NOTHING is used instead. A row committed by another session between the
 // anti-join's snapshot and its insert fails the statement with a unique violation; the unit is
@@ -179,7 +180,7 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 			continue
 		}
 		m := existing[i]
-		b.Queue(fmt.Sprintf("SELECT uri, %s, %s FROM %s WHERE uri = ANY($1)", pairColumns[i][0], pairColumns[i][1], (TableLikes + Table(i)).String()), lookups[i]).
+		b.Queue(fmt.Sprintf("SELECT uri, %s, %s FROM %s WHERE uri = ANY($1)", pairColumns[i][0], pairColumns[i][1], (TableLikes+Table(i)).String()), lookups[i]).
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var uri string

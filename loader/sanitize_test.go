@@ -1,0 +1,122 @@
+package loader
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/spool"
+)
+
+func TestSanitize(t *testing.T) {
+	t.Parallel()
+	name := "Al\x00ice\xff"
+	ev := &decode.Event{
+		Kind: decode.KindCommit, DID: alice,
+		Ops: []decode.Op{
+			{Action: decode.ActionCreate, Collection: decode.CollectionPost, URI: "at://a/p/1", Post: &decode.PostRow{Text: "hi\x00", Tags: []byte(`["a\u0000b"]`), Embed: []byte(`{"x":"\\u0000 stays"}`)}},
+			{Action: decode.ActionCreate, Collection: decode.CollectionProfile, URI: "at://a/pr/self", Profile: &decode.ProfileRow{DisplayName: &name, Record: []byte(`{"bad": `)}},
+		},
+	}
+	sanitize(ev)
+	post := ev.Ops[0].Post
+	if post.Text != "hi" || string(post.Tags) != `["ab"]` || string(post.Embed) != `{"x":"\\u0000 stays"}` {
+		t.Errorf("post = %q %s %s", post.Text, post.Tags, post.Embed)
+	}
+	if ev.Ops[1].Profile != nil {
+		t.Errorf("a profile with invalid JSON kept its row")
+	}
+	var reasons []string
+	for _, p := range ev.Problems {
+		reasons = append(reasons, string(p.Reason))
+	}
+	if got, want := strings.Join(reasons, ","), "bad_record,cleaned_text"; got != want {
+		t.Errorf("problems = %s, want %s", got, want)
+	}
+}
+
+func TestGroupSegments(t *testing.T) {
+	t.Parallel()
+	seg := func(relay string, first int64, raw int64) spool.SegmentInfo {
+		return spool.SegmentInfo{Relay: relay, FirstSeq: first, LastSeq: first, RawBytes: raw}
+	}
+	shape := func(jobs []job) string {
+		var b strings.Builder
+		for _, j := range jobs {
+			b.WriteString("[")
+			b.WriteString(strings.Repeat("x", len(j.segs)))
+			b.WriteString("]")
+		}
+		return b.String()
+	}
+	const mb = 1 << 20
+	cases := []struct {
+		name     string
+		segs     []spool.SegmentInfo
+		batch    int
+		minBytes int64
+		want     string
+	}{
+		{"big segments load alone", []spool.SegmentInfo{seg("r", 1, 64*mb), seg("r", 2, 64*mb), seg("r", 3, 9*mb)}, 100, mb, "[x][x][x]"},
+		{"small segments group up to the batch size", []spool.SegmentInfo{seg("r", 1, 2*mb), seg("r", 2, 2*mb), seg("r", 3, 2*mb)}, 2, mb, "[xx][x]"},
+		{"tiny segments group past the batch size up to the floor", []spool.SegmentInfo{seg("r", 1, mb/4), seg("r", 2, mb/4), seg("r", 3, mb/4), seg("r", 4, mb/4), seg("r", 5, mb/4)}, 1, mb, "[xxxx][x]"},
+		{"without a floor batch 1 is one segment each", []spool.SegmentInfo{seg("r", 1, 10), seg("r", 2, 10)}, 1, 0, "[x][x]"},
+		{"the byte cap stops a group", []spool.SegmentInfo{seg("r", 1, 5*mb), seg("r", 2, 5*mb)}, 100, mb, "[x][x]"},
+		{"a relay change stops a group", []spool.SegmentInfo{seg("a", 1, 10), seg("b", 2, 10)}, 100, mb, "[x][x]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := shape(groupSegments(tc.segs, tc.batch, tc.minBytes)); got != tc.want {
+				t.Errorf("groups = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzCleanJSON checks that cleaned JSON keeps valid JSON valid and never holds a NUL.
+func FuzzCleanJSON(f *testing.F) {
+	f.Add([]byte(`{"a":"x\u0000y"}`))
+	f.Add([]byte(`["\\u0000", "\\\u0000"]`))
+	f.Add([]byte(`"\u0000`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		b := bytes.Clone(in)
+		valid := json.Valid(in)
+		ok := cleanJSON(&b)
+		if valid && !ok {
+			t.Fatalf("valid JSON %q became invalid: %q", in, b)
+		}
+		if !ok {
+			return
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("cleaned JSON %q does not parse: %v", b, err)
+		}
+		if hasNUL(v) {
+			t.Fatalf("cleaned JSON %q still holds a NUL", b)
+		}
+	})
+}
+
+// hasNUL reports whether a decoded JSON value holds a NUL in any string or key.
+func hasNUL(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.ContainsRune(v, 0)
+	case []any:
+		for _, e := range v {
+			if hasNUL(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for k, e := range v {
+			if strings.ContainsRune(k, 0) || hasNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
