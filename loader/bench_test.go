@@ -162,4 +162,3 @@ func joinCols(cols []string) string {
 	}
 	return s
 }
-
