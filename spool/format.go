@@ -13,7 +13,7 @@ import (
 const (
 	headerMagic   = "BFSPSEG\n"
 	footerMagic   = "BFSPEND\n"
-	formatVersion = 1
+	formatVersion = 2
 
 	headerFixedSize    = 30 // magic, version, flags, first seq, created, relay length
 	headerCRCSize      = 4
@@ -26,6 +26,11 @@ const (
 
 	kindData    = 1
 	kindTrailer = 2
+	kindEnd     = 3
+
+	// maxWindow is the largest zstd window a segment's frame may declare: the writer's window
+	// at every level, and the bound on a reader's history buffer.
+	maxWindow = 8 << 20
 
 	// MaxFrameBytes is the largest frame Append accepts (the relay protocol allows 5 MB).
 	MaxFrameBytes = 8 << 20
@@ -41,6 +46,10 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// endBlock is the payload of the end chunk: an empty raw zstd block with Last_Block set, which
+// ends the segment's frame after any block and needs none of the encoder's history.
+var endBlock = [...]byte{0x01, 0x00, 0x00}
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
@@ -149,10 +158,10 @@ func readHeader(r io.ReaderAt, size int64, path string) (segHeader, error) {
 type chunkHeader struct {
 	kind   uint8
 	stored uint32 // payload bytes that follow the header
-	raw    uint32 // payload bytes once decompressed
+	raw    uint32 // bytes the payload adds to the decompressed stream
 	count  uint32 // records in the chunk
-	first  int64  // seq of the first record
-	last   int64  // seq of the last record
+	first  int64  // seq of the first record (end and trailer chunks: of the segment)
+	last   int64  // seq of the last record (end and trailer chunks: of the segment)
 	crc    uint32 // CRC32C of the payload
 }
 
@@ -172,7 +181,7 @@ func (h chunkHeader) put(b []byte) {
 // parseChunkHeader decodes b and says why it is not a valid chunk header ("" when it is).
 func parseChunkHeader(b []byte) (chunkHeader, string) {
 	_ = b[chunkHeaderSize-1]
-	if b[0] != kindData && b[0] != kindTrailer {
+	if b[0] != kindData && b[0] != kindTrailer && b[0] != kindEnd {
 		return chunkHeader{}, fmt.Sprintf("unknown chunk kind %d", b[0])
 	}
 	if b[1] != 0 || b[2] != 0 || b[3] != 0 {
@@ -205,6 +214,13 @@ func parseChunkHeader(b []byte) (chunkHeader, string) {
 	case kindTrailer:
 		if h.stored != trailerPayloadSize || h.raw != trailerPayloadSize || h.count != 0 {
 			return h, fmt.Sprintf("trailer chunk lengths %d/%d/%d, want %d/%d/0", h.stored, h.raw, h.count, trailerPayloadSize, trailerPayloadSize)
+		}
+	case kindEnd:
+		switch {
+		case h.stored != uint32(len(endBlock)) || h.raw != 0 || h.count != 0:
+			return h, fmt.Sprintf("end chunk lengths %d/%d/%d, want %d/0/0", h.stored, h.raw, h.count, len(endBlock))
+		case h.first < 1 || h.last < h.first:
+			return h, fmt.Sprintf("end chunk seq range %d-%d", h.first, h.last)
 		}
 	}
 	return h, ""
@@ -339,11 +355,15 @@ func parseFooter(b []byte) (int64, bool) {
 
 // appendRecord appends one record: length, CRC32C of the frame, seq, time, frame.
 func appendRecord(dst []byte, seq, t int64, frame []byte) []byte {
+	return append(appendRecordHeader(dst, seq, t, frame), frame...)
+}
+
+// appendRecordHeader appends the 24 bytes that precede frame in its record.
+func appendRecordHeader(dst []byte, seq, t int64, frame []byte) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(frame)))
 	dst = binary.LittleEndian.AppendUint32(dst, crc32c(frame))
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(seq))
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(t))
-	return append(dst, frame...)
+	return binary.LittleEndian.AppendUint64(dst, uint64(t))
 }
 
 // checkRecords validates the records of a decompressed chunk against its header and the seq that

@@ -1,0 +1,385 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/loader"
+	"github.com/backfill/backfill/relaytest"
+	"github.com/backfill/backfill/spool"
+)
+
+var (
+	benchEvents  = flag.Int("bench-events", 1_000_000, "events in the load benchmark's spool")
+	benchPrefill = flag.Int("bench-prefill", 10_000_000, "rows already in the tables for the load benchmark's second round (0 skips it)")
+	benchNaive   = flag.Duration("bench-naive", 60*time.Second, "how long the load benchmark runs the row-by-row floor")
+)
+
+// BenchmarkLoadLarge loads a spool of realistic events (from the test relay: real MSTs, signed
+// commits, the six record types with deletes and updates) and reports, in one run:
+//   - load:  `backfill load` as a child process: events/s, rows/s, peak RSS
+//   - copy:  raw COPY of the same final rows into empty copies of the same tables with the same
+//     indexes (the ceiling)
+//   - naive: one autocommitted statement per row, as the replaced tool does (the floor),
+//     run for -bench-naive on the start of the spool
+//
+// then the same three with -bench-prefill rows already in the tables. The spool is cached in
+// $TMPDIR/backfill-bench between runs.
+//
+// Run it with: go test -run '^$' -bench BenchmarkLoadLarge -benchtime 1x -timeout 90m .
+func BenchmarkLoadLarge(b *testing.B) {
+	dir := benchSpool(b, *benchEvents)
+	segs, err := spool.ListSegments(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var frames int64
+	for _, s := range segs {
+		frames += s.Count
+	}
+	b.Logf("spool %s: %d segments, %d frames", dir, len(segs), frames)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		round := func(name, template string) {
+			// load
+			dsn := newDatabaseFrom(b, template)
+			t0 := time.Now()
+			cmd := exec.Command(binary(b), "load", "--spool", dir, "--database-url", dsn, "--progress", "none", "--log-level", "warn")
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			hwm := watchHWM(cmd.Process.Pid)
+			if err := cmd.Wait(); err != nil {
+				b.Fatalf("backfill load: %v\n%s", err, out.String())
+			}
+			loadTime := time.Since(t0)
+			rss := hwm()
+			events, rows := loadedCounts(b, dsn)
+			b.ReportMetric(float64(events)/loadTime.Seconds(), name+"_load_events/s")
+			b.ReportMetric(float64(rows)/loadTime.Seconds(), name+"_load_rows/s")
+			b.ReportMetric(float64(rss)/1024, name+"_load_peak_RSS_MiB")
+			b.Logf("%s load:  %d events, %d rows written in %s: %.0f events/s, %.0f rows/s, peak RSS %.0f MiB",
+				name, events, rows, loadTime.Round(time.Millisecond), float64(events)/loadTime.Seconds(), float64(rows)/loadTime.Seconds(), float64(rss)/1024)
+
+			// ceiling: COPY the final rows into copies of the tables
+			dump := dumpTables(b, dsn)
+			cdsn := newDatabaseFrom(b, template)
+			copyRows, copyTime := copyTables(b, cdsn, dump)
+			b.ReportMetric(float64(copyRows)/copyTime.Seconds(), name+"_copy_rows/s")
+			b.ReportMetric(copyTime.Seconds()/loadTime.Seconds(), name+"_load/copy")
+			b.Logf("%s copy:  %d final rows in %s: %.0f rows/s; load took %.2fx the ceiling's time (ratio %.2f)",
+				name, copyRows, copyTime.Round(time.Millisecond), float64(copyRows)/copyTime.Seconds(), loadTime.Seconds()/copyTime.Seconds(), copyTime.Seconds()/loadTime.Seconds())
+
+			// floor
+			ndsn := newDatabaseFrom(b, template)
+			nEvents, nRows, nTime := naiveLoad(b, ndsn, dir, *benchNaive)
+			b.ReportMetric(float64(nEvents)/nTime.Seconds(), name+"_naive_events/s")
+			b.ReportMetric(float64(nRows)/nTime.Seconds(), name+"_naive_rows/s")
+			b.ReportMetric((float64(events)/loadTime.Seconds())/(float64(nEvents)/nTime.Seconds()), name+"_load/naive")
+			b.Logf("%s naive: %d events, %d rows in %s: %.0f events/s, %.0f rows/s; load is %.1fx faster in events/s",
+				name, nEvents, nRows, nTime.Round(time.Millisecond), float64(nEvents)/nTime.Seconds(), float64(nRows)/nTime.Seconds(),
+				(float64(events)/loadTime.Seconds())/(float64(nEvents)/nTime.Seconds()))
+		}
+		empty := schemaTemplate(b, 0)
+		round("empty", empty)
+		if *benchPrefill > 0 {
+			round(fmt.Sprintf("%dM", *benchPrefill/1_000_000), schemaTemplate(b, *benchPrefill))
+		}
+	}
+}
+
+// benchSpool returns a spool of n relay events, generating it once per machine.
+func benchSpool(b *testing.B, n int) string {
+	b.Helper()
+	dir := filepath.Join(os.TempDir(), "backfill-bench", fmt.Sprintf("spool-seed42-%d", n))
+	if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
+		// A spool cached by an older build may be in another format: check before trusting it.
+		if faults, err := spool.Verify(context.Background(), dir, func(spool.SegmentInfo, error) {}); err == nil && faults == 0 {
+			return dir
+		}
+		b.Logf("cached spool %s does not verify; generating it again", dir)
+	}
+	os.RemoveAll(dir)
+	t0 := time.Now()
+	const batch = 100_000
+	r, err := relaytest.New(relaytest.Config{Seed: 42, Users: 5000, Events: min(n, batch), Interval: time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	sp, err := spool.Open(dir, spool.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := sp.NewWriter("bench.relay")
+	if err != nil {
+		b.Fatal(err)
+	}
+	written := 0
+	for {
+		for _, f := range r.Log()[written:] {
+			if f.Kind == relaytest.KindInfo {
+				continue // no seq of its own: a fetch never keeps it
+			}
+			if err := w.Append(f.Seq, f.Time, f.Bytes); err != nil {
+				b.Fatal(err)
+			}
+		}
+		written = len(r.Log())
+		if written >= n {
+			break
+		}
+		r.Append(min(batch, n-written))
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	sp.Close()
+	if err := os.WriteFile(filepath.Join(dir, "complete"), nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("generated %d events into %s in %s", n, dir, time.Since(t0).Round(time.Second))
+	return dir
+}
+
+// schemaTemplate creates a database with the AppView schema (made by the loader itself) and
+// prefill rows spread over the tables like real data, to be copied by newDatabaseFrom.
+func schemaTemplate(b *testing.B, prefill int) string {
+	b.Helper()
+	dsn := newDatabase(b)
+	ctx := context.Background()
+	l, err := loader.Open(ctx, loader.Config{DatabaseURL: dsn})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l.Close()
+	if prefill > 0 {
+		t0 := time.Now()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := func(f float64) int { return int(float64(prefill) * f) }
+		stmts := []string{
+			fmt.Sprintf(`INSERT INTO users (did, handle, created_at, indexed_at) SELECT 'did:plc:fill' || md5(i::text), 'u' || i || '.bsky.social', now(), now() FROM generate_series(1, %d) i`, p(0.05)),
+			fmt.Sprintf(`INSERT INTO posts (uri, cid, author_did, text, created_at, indexed_at) SELECT 'at://did:plc:fill' || md5((i %% 500000)::text) || '/app.bsky.feed.post/' || md5(i::text), 'bafyrei' || md5(i::text), 'did:plc:fill' || md5((i %% 500000)::text), 'prefilled post number ' || i || ' with some text in it', now(), now() FROM generate_series(1, %d) i`, p(0.20)),
+			fmt.Sprintf(`INSERT INTO likes (uri, user_did, post_uri, created_at, indexed_at) SELECT 'at://did:plc:fill' || md5((i %% 500000)::text) || '/app.bsky.feed.like/' || md5(i::text), 'did:plc:fill' || md5((i %% 500000)::text), 'at://did:plc:fill' || md5(((i * 7) %% 500000)::text) || '/app.bsky.feed.post/' || md5((i * 13)::text), now(), now() FROM generate_series(1, %d) i`, p(0.50)),
+			fmt.Sprintf(`INSERT INTO reposts (uri, user_did, post_uri, created_at, indexed_at) SELECT 'at://did:plc:fill' || md5((i %% 500000)::text) || '/app.bsky.feed.repost/' || md5(i::text), 'did:plc:fill' || md5((i %% 500000)::text), 'at://did:plc:fill' || md5(((i * 7) %% 500000)::text) || '/app.bsky.feed.post/' || md5((i * 17)::text), now(), now() FROM generate_series(1, %d) i`, p(0.08)),
+			fmt.Sprintf(`INSERT INTO follows (uri, follower_did, following_did, created_at, indexed_at) SELECT 'at://did:plc:fill' || md5((i %% 500000)::text) || '/app.bsky.graph.follow/' || md5(i::text), 'did:plc:fill' || md5((i %% 500000)::text), 'did:plc:fill' || md5((i * 31)::text), now(), now() FROM generate_series(1, %d) i`, p(0.15)),
+			fmt.Sprintf(`INSERT INTO blocks (uri, blocker_did, blocked_did, created_at, indexed_at) SELECT 'at://did:plc:fill' || md5((i %% 500000)::text) || '/app.bsky.graph.block/' || md5(i::text), 'did:plc:fill' || md5((i %% 500000)::text), 'did:plc:fill' || md5((i * 37)::text), now(), now() FROM generate_series(1, %d) i`, p(0.02)),
+			`VACUUM ANALYZE`,
+		}
+		for _, s := range stmts {
+			if _, err := conn.Exec(ctx, s); err != nil {
+				b.Fatalf("prefill: %v", err)
+			}
+		}
+		conn.Close(ctx)
+		b.Logf("prefilled %d rows in %s", prefill, time.Since(t0).Round(time.Second))
+	}
+	return dsn
+}
+
+// newDatabaseFrom creates a fresh database as a copy of the template's.
+func newDatabaseFrom(b *testing.B, template string) string {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, adminDSN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tname := dbName(template)
+	name := fmt.Sprintf("%s_c%d", tname, time.Now().UnixNano()%1e9)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tname); err != nil {
+		b.Fatalf("copy database: %v", err)
+	}
+	b.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), adminDSN)
+		if err == nil {
+			c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	})
+	return strings.Replace(template, "/"+tname+"?", "/"+name+"?", 1)
+}
+
+func dbName(dsn string) string {
+	s := dsn[strings.LastIndex(dsn, "/")+1:]
+	return s[:strings.Index(s, "?")]
+}
+
+// loadedCounts sums what backfill_segments recorded: events, and rows written over all tables.
+func loadedCounts(b *testing.B, dsn string) (events, rows int64) {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	err = conn.QueryRow(ctx, `SELECT coalesce(sum(events), 0)::bigint,
+		coalesce((SELECT sum((v->>'inserted')::bigint + coalesce((v->>'updated')::bigint, 0) + coalesce((v->>'deleted')::bigint, 0))
+		 FROM backfill_segments s, jsonb_each(s.rows_written) AS r(k, v)), 0)::bigint FROM backfill_segments`).Scan(&events, &rows)
+	if err != nil {
+		b.Fatalf("read load counts: %v", err)
+	}
+	return events, rows
+}
+
+var benchTables = []string{"users", "posts", "likes", "reposts", "follows", "blocks"}
+
+// dumpTables reads the rows the load wrote (binary COPY), skipping prefilled ones.
+func dumpTables(b *testing.B, dsn string) map[string][]byte {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	out := map[string][]byte{}
+	for _, t := range benchTables {
+		key := "uri"
+		if t == "users" {
+			key = "did"
+		}
+		var buf bytes.Buffer
+		q := fmt.Sprintf("COPY (SELECT * FROM %s WHERE %s NOT LIKE '%%did:plc:fill%%') TO STDOUT (FORMAT binary)", t, key)
+		if _, err := conn.PgConn().CopyTo(ctx, &buf, q); err != nil {
+			b.Fatalf("dump %s: %v", t, err)
+		}
+		out[t] = buf.Bytes()
+	}
+	return out
+}
+
+// copyTables COPYs the dumped rows into dsn's tables and returns the rows and the time taken.
+func copyTables(b *testing.B, dsn string, dump map[string][]byte) (int64, time.Duration) {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var rows int64
+	t0 := time.Now()
+	for _, t := range benchTables {
+		tag, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(dump[t]), fmt.Sprintf("COPY %s FROM STDIN (FORMAT binary)", t))
+		if err != nil {
+			b.Fatalf("copy %s: %v", t, err)
+		}
+		rows += tag.RowsAffected()
+	}
+	return rows, time.Since(t0)
+}
+
+// naiveLoad applies events one statement per row with autocommit, the way the replaced tool
+// does, for at most d, and returns events and rows done and the time taken.
+func naiveLoad(b *testing.B, dsn, dir string, d time.Duration) (events, rows int64, took time.Duration) {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	segs, err := spool.ListSegments(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dec := decode.NewDecoder(decode.Options{})
+	exec := func(sql string, args ...any) {
+		tag, err := conn.Exec(ctx, sql, args...)
+		if err != nil {
+			b.Fatalf("naive %s: %v", sql, err)
+		}
+		rows += tag.RowsAffected()
+	}
+	ensure := func(did string, t time.Time) {
+		exec(`INSERT INTO users (did, handle, created_at, indexed_at) VALUES ($1, 'handle.invalid', $2, $2) ON CONFLICT DO NOTHING`, did, t)
+	}
+	t0 := time.Now()
+	for _, s := range segs {
+		r, err := spool.OpenSegment(s.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for time.Since(t0) < d {
+			rec, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev, err := dec.Decode(rec.Frame)
+			if err != nil {
+				continue
+			}
+			events++
+			t := ev.Time
+			ensure(ev.DID, t)
+			for _, op := range ev.Ops {
+				table := map[decode.Collection]string{decode.CollectionPost: "posts", decode.CollectionLike: "likes",
+					decode.CollectionRepost: "reposts", decode.CollectionFollow: "follows", decode.CollectionBlock: "blocks"}[op.Collection]
+				if op.Action != decode.ActionCreate && table != "" {
+					exec(`DELETE FROM `+table+` WHERE uri = $1`, op.URI)
+				}
+				switch {
+				case op.Post != nil:
+					p := op.Post
+					exec(`INSERT INTO posts (uri, cid, author_did, text, parent_uri, root_uri, embed, facets, tags, created_at, indexed_at)
+						VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, ''), $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
+						p.URI, p.CID, p.AuthorDID, p.Text, p.ParentURI, p.RootURI, jsonArg(p.Embed), jsonArg(p.Facets), string(p.Tags), p.CreatedAt, t)
+				case op.Like != nil:
+					ensure(strings.SplitN(strings.TrimPrefix(op.Like.PostURI, "at://"), "/", 2)[0], t)
+					exec(`INSERT INTO `+table+` (uri, user_did, post_uri, created_at, indexed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+						op.Like.URI, op.Like.UserDID, op.Like.PostURI, op.Like.CreatedAt, t)
+				case op.Follow != nil:
+					ensure(op.Follow.SubjectDID, t)
+					cols := "follower_did, following_did"
+					if table == "blocks" {
+						cols = "blocker_did, blocked_did"
+					}
+					exec(`INSERT INTO `+table+` (uri, `+cols+`, created_at, indexed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+						op.Follow.URI, op.Follow.ActorDID, op.Follow.SubjectDID, op.Follow.CreatedAt, t)
+				case op.Profile != nil:
+					exec(`UPDATE users SET display_name = $2, description = $3, avatar_url = $4, banner_url = $5, profile_record = $6 WHERE did = $1`,
+						op.Profile.DID, op.Profile.DisplayName, op.Profile.Description, op.Profile.AvatarCID, op.Profile.BannerCID, jsonArg(op.Profile.Record))
+				}
+			}
+			if ev.Handle != nil {
+				exec(`UPDATE users SET handle = $2 WHERE did = $1`, ev.DID, *ev.Handle)
+			}
+		}
+		r.Close()
+		if time.Since(t0) >= d {
+			break
+		}
+	}
+	return events, rows, time.Since(t0)
+}
+
+func jsonArg(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
