@@ -97,7 +97,12 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 			}
 		}()
 	}
-	err := f.run(ctx)
+	var err error
+	if stop := f.stop.Load(); stop > 0 && f.last >= stop {
+		cfg.Logger.Info("the spool already reaches the stop point", "last_seq", f.last, "stop_seq", stop)
+	} else {
+		err = f.run(ctx)
+	}
 	if ferr := sink.Flush(); ferr != nil && err == nil {
 		err = ferr
 	}
@@ -393,6 +398,9 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 	if !f.cfg.StopTime.IsZero() && !h.Time.IsZero() && !h.Time.Before(f.cfg.StopTime) {
 		f.cfg.Logger.Info("reached --until time", "seq", h.Seq, "time", h.Time)
 		return errDone
+	}
+	if stop := f.stop.Load(); stop > 0 && h.Seq > stop {
+		return errDone // past the stop point (seqs have gaps): keep nothing beyond it
 	}
 	if h.Seq <= f.last {
 		if h.Seq == f.last {

@@ -337,6 +337,35 @@ func TestFetchStops(t *testing.T) {
 		}
 		sameRecords(t, readAll(t, dir), wantFrames(r, 0, stop))
 	})
+	t.Run("until cursor in a gap, then already there", func(t *testing.T) {
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 12, Users: 10, Events: 500, Gaps: true})
+		dir := t.TempDir()
+		log := r.Log()
+		var stop int64
+		for i := 1; i < len(log); i++ {
+			if log[i].Seq > log[i-1].Seq+1 && i > 200 {
+				stop = log[i].Seq - 1 // not an event: the fetch must keep nothing after it
+				break
+			}
+		}
+		if stop == 0 {
+			t.Fatal("no gap in the log")
+		}
+		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopSeq: stop, Head: r.Head()}, &firehose.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, readAll(t, dir), wantFrames(r, 0, stop))
+		before := len(r.Conns())
+		kept := wantFrames(r, 0, stop)
+		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), StopSeq: kept[len(kept)-1].seq}, &firehose.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		if after := len(r.Conns()); after != before {
+			t.Errorf("a fetch whose spool already reaches its stop point connected to the relay (%d connections, then %d)", before, after)
+		}
+		sameRecords(t, readAll(t, dir), wantFrames(r, 0, stop))
+	})
 	t.Run("until time", func(t *testing.T) {
 		t.Parallel()
 		r := newRelay(t, relaytest.Config{Seed: 7, Users: 10, Events: 500, Interval: time.Second})
