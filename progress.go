@@ -77,7 +77,7 @@ func (p *progress) start() {
 		for i, s := range p.stages {
 			i := i
 			bar := p.p.AddBar(0,
-				mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-5s", s.name())), decor.Percentage(decor.WC{W: 5})),
+				mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-5s", s.name())), decor.Percentage(decor.WC{W: 5}), decor.Name(" ")),
 				mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 					p.mu.Lock()
 					defer p.mu.Unlock()

@@ -176,7 +176,10 @@ func (p *Prober) FindStart(ctx context.Context, cutoff time.Time, head Point) (W
 	// hiExact: hi is an event (its time can steer interpolation), not just a bound.
 	hiExact := hi.Time != cutoff
 	bisect := false
-	for probes := 0; hi.Seq-lo.Seq > 1 && probes < 64; probes++ {
+	// Close enough is enough: replaying a few hundred events before the window costs a
+	// fraction of a second (MinTime drops them), a probe costs a round trip.
+	const enough = 256
+	for probes := 0; hi.Seq-lo.Seq > enough && probes < 64; probes++ {
 		mid := lo.Seq + (hi.Seq-lo.Seq)/2
 		if span := hi.Time.Sub(lo.Time); hiExact && !bisect && span > 0 {
 			frac := float64(cutoff.Sub(lo.Time)) / float64(span)
