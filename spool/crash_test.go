@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // openFixture is an open segment as a killed writer leaves it.
@@ -347,15 +346,33 @@ func TestRecoverCases(t *testing.T) {
 			t.Errorf("NewWriter = %v, want ErrCorrupt", err)
 		}
 	})
-	t.Run("age of a recovered segment", func(t *testing.T) {
-		clk := newClock()
-		dir, _ := cutDir(t, openName, sealed[:len(sealed)-1])
-		clk.Advance(time.Hour)
-		s := openSpool(t, dir, Options{Now: clk.Now})
+	t.Run("recovered segment is sealed at once", func(t *testing.T) {
+		h, _ := readHeader(bytes.NewReader(sealed), int64(len(sealed)), "")
+		first, _ := parseChunkHeader(sealed[h.size():])
+		cut := h.size() + chunkHeaderSize + int64(first.stored) + 7 // the first chunk and a torn one
+		dir, path := cutDir(t, openName, sealed[:cut])
+		var got []SegmentInfo
+		s := openSpool(t, dir, Options{OnSeal: func(i SegmentInfo) { got = append(got, i) }})
 		w := newWriter(t, s)
-		appendAll(t, w, []rec{{Seq: recs[len(recs)-1].Seq + 1, Frame: []byte("x")}})
-		if got := w.Stats().Segments; got != 1 {
-			t.Errorf("an hour-old recovered segment was not rolled on Append: %d sealed", got)
+		if rc := w.Recovered(); rc.Sealed || rc.Frames != int64(first.count) || rc.TruncatedBytes != 7 {
+			t.Errorf("Recovered() = %+v, want %d frames and 7 bytes truncated", rc, first.count)
 		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("recovered open segment still open: %v", err)
+		}
+		idx, _ := s.Segments()
+		if len(idx) != 1 || len(got) != 1 || idx[0] != got[0] || idx[0].Count != int64(first.count) || w.Stats().Segments != 1 {
+			t.Fatalf("after recovery: indexed %+v, OnSeal %+v, Stats %+v; want the recovered segment", idx, got, w.Stats())
+		}
+		next := rec{Seq: w.LastSeq() + 1, Frame: []byte("x")}
+		appendAll(t, w, []rec{next})
+		if err := w.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, segmentsDir, segmentName(next.Seq)+openExt)); err != nil {
+			t.Errorf("the frame after recovery is not in a new segment: %v", err)
+		}
+		w.Close()
+		sameRecords(t, readSpool(t, dir), append(append([]rec{}, recs[:first.count]...), next))
 	})
 }

@@ -8,17 +8,22 @@
 //	<dir>/segments/<first seq %020d>.open  the segment being written (at most one)
 //	<dir>/index.db                         bbolt cache of the sealed segments' trailers
 //
-// The byte layout is in docs/FORMAT.md. A segment is a header, chunks of records (each chunk one
-// zstd frame, the unit of durability) and, once sealed, a trailer and a fixed-size footer. A torn
-// tail (an incomplete or invalid last chunk of the open segment) is truncated when a writer
-// recovers; any other bad checksum is an error wrapping ErrCorrupt that names file and offset.
+// The byte layout is in docs/FORMAT.md. A segment is a header, chunks of records and, once
+// sealed, an end chunk, a trailer and a fixed-size footer. The records of a segment are one zstd
+// stream (one frame, so matches reach back across chunks); a chunk is the piece of that stream
+// the encoder emits when it ends its current block, so it is the unit of durability and every
+// prefix of complete chunks decodes. A torn tail (an incomplete or invalid last chunk of the open
+// segment) is truncated when a writer recovers, and the segment is sealed as it is, since the
+// encoder's history is gone; any other bad checksum is an error wrapping ErrCorrupt that names
+// file and offset.
 //
 // Files:
 //   - format.go: byte layout (header, chunk header, record, trailer, footer), errors.
-//   - chunk.go: reading and validating one chunk; the torn-tail versus corruption test.
+//   - chunk.go: reading and validating chunks, decoding their payloads as one stream; the
+//     torn-tail versus corruption test.
 //   - reader.go: Reader and OpenSegment for sealed segments, ListSegments, SegmentInfo.
 //   - scan.go: the torn-tail-tolerant scan of an open segment (recovery, Tail, Verify).
-//   - writer.go: Writer: append, chunk cutting, rolling, sealing, recovery.
+//   - writer.go: Writer: append, streaming compression, chunk cutting, rolling, sealing, recovery.
 //   - spool.go: Spool, Options, the bbolt index, Reindex, Tail.
 //   - verify.go: Verify.
 //
@@ -27,9 +32,13 @@
 // on the writer's goroutine. A Reader is for one goroutine. ListSegments, OpenSegment and Verify
 // need no index and no lock, so they work while another process writes the spool: sealed files
 // appear by atomic rename once complete, and the open one is read as a torn-tail-tolerant tail.
-// The package starts no goroutines and never logs.
+// The package never logs and starts no goroutines of its own; the writer's zstd encoder
+// compresses a block on its own goroutines while Append fills the next one, and Flush waits for
+// them.
 //
-// Memory: a writer holds the pending chunk and its compressed copy; a reader holds one compressed
-// and one raw chunk. A chunk is cut once it reaches Options.ChunkBytes, so it can exceed it by one
-// frame (at most MaxFrameBytes).
+// Memory: a writer holds the encoder (its 8 MiB window and tables) and the compressed bytes of
+// the chunk being built; a reader holds the decoder's history (the frame's window, at most 8 MiB,
+// which bounds what a hostile file can make it allocate), one compressed and one raw chunk. A
+// chunk is cut once it reaches Options.ChunkBytes raw bytes, so it can exceed it by one frame (at
+// most MaxFrameBytes).
 package spool

@@ -69,33 +69,110 @@ func FuzzReader(f *testing.F) {
 	})
 }
 
-// fuzzPrefix is the open segment FuzzRecover appends arbitrary bytes to: three chunks of four
-// small records, made with a fixed clock so the bytes never change.
-func fuzzPrefix(t testing.TB) openFixture {
-	return makeOpenFixture(t, makeRecords(rand.New(rand.NewPCG(5, 5)), 7, 12, 300, newClock().Now()), 4)
-}
-
-// FuzzRecover appends arbitrary bytes to an open segment of valid chunks and runs the recovery
-// scan on it: it must fail with ErrCorrupt, or keep every valid record and end where a writer
-// can carry on. The check then does in memory what the writer does on disk (truncate, append a
-// chunk, seal) and reads the result back as a sealed segment. TestRecoverSeeds runs the seeds
-// through the real NewWriter path; TestTornTail covers it at every chunk boundary.
-func FuzzRecover(f *testing.F) {
-	fx := fuzzPrefix(f)
+// FuzzChunkPayload puts arbitrary bytes, with matching checksums, in place of the payload of
+// the golden segment's second data chunk, so that the zstd decoder itself meets hostile input in
+// the middle of a stream: the sealed reader and the open-segment scan must return the records
+// or an error wrapping ErrCorrupt, and never panic. The decoder's window is capped, so no input
+// makes it allocate more than maxWindow for its history.
+func FuzzChunkPayload(f *testing.F) {
+	golden := readFile(f, goldenFrozen)
+	orig := chunkPayload(f, golden, 1)
 	dec, err := newDecoder()
 	if err != nil {
 		f.Fatal(err)
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		seg, bodyEnd := withPayload(t, golden, 1, payload)
+		r, err := newReader(bytes.NewReader(seg), int64(len(seg)), "fuzz.seg", dec)
+		if err != nil {
+			t.Fatalf("newReader: %v", err) // the framing is valid by construction
+		}
+		for {
+			_, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) || bytes.Equal(payload, orig) {
+					t.Errorf("Next: %v, want ErrCorrupt (and no error with the original payload)", err)
+				}
+				break
+			}
+		}
+		open := seg[:bodyEnd]
+		if _, err := scanOpen(bytes.NewReader(open), int64(len(open)), "fuzz.open", dec); err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Errorf("scanOpen: %v, want ErrCorrupt", err)
+		}
+	})
+}
+
+// withPayload returns the sealed segment seg with the payload of its data chunk number n
+// replaced (checksums, lengths and the trailer fixed up), and where its end chunk starts.
+func withPayload(t testing.TB, seg []byte, n int, payload []byte) (out []byte, endOff int) {
+	h, err := readHeader(bytes.NewReader(seg), int64(len(seg)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trOff := len(seg) - trailerChunkSize - footerSize
+	out = append(out, seg[:h.size()]...)
+	for off, i := int(h.size()), 0; off < trOff; i++ {
+		ch, _ := parseChunkHeader(seg[off:])
+		next := off + chunkHeaderSize + int(ch.stored)
+		if ch.kind == kindEnd {
+			endOff = len(out)
+		}
+		if i != n || len(payload) == 0 {
+			out = append(out, seg[off:next]...)
+			off = next
+			continue
+		}
+		ch.stored, ch.crc = uint32(len(payload)), crc32c(payload)
+		start := len(out)
+		out = append(out, make([]byte, chunkHeaderSize)...)
+		ch.put(out[start:])
+		out = append(out, payload...)
+		off = next
+	}
+	st, _ := parseTrailerPayload(seg[trOff+chunkHeaderSize:])
+	st.bodyCRC = crc32Update(0, out[h.size():])
+	return appendSealing(out, st, int64(len(out))), endOff
+}
+
+// fuzzPrefix is the open segment FuzzRecover appends arbitrary bytes to: three chunks of four
+// small records, made with a fixed clock so the bytes never change. next is the fourth chunk
+// its writer cut, which continues the prefix's zstd stream.
+func fuzzPrefix(t testing.TB) (fx openFixture, next []byte) {
+	all := makeOpenFixture(t, makeRecords(rand.New(rand.NewPCG(5, 5)), 7, 16, 300, newClock().Now()), 4)
+	if len(all.bounds) != 5 {
+		t.Fatalf("fuzz fixture has %d chunks, want 4", len(all.bounds)-1)
+	}
+	fx = openFixture{
+		name:   all.name,
+		data:   all.data[:all.bounds[3]],
+		bounds: all.bounds[:4],
+		counts: all.counts[:4],
+		recs:   all.recs[:all.counts[3]],
+	}
+	return fx, all.data[all.bounds[3]:all.bounds[4]]
+}
+
+// FuzzRecover appends arbitrary bytes to an open segment of valid chunks and runs the recovery
+// scan on it: it must fail with ErrCorrupt, or keep every valid record and end where the
+// segment can be sealed. The check then seals it in memory as the writer does on disk and reads
+// the result back as a sealed segment. TestRecoverSeeds runs the seeds through the real
+// NewWriter path; TestTornTail covers it at every chunk boundary.
+func FuzzRecover(f *testing.F) {
+	fx, _ := fuzzPrefix(f)
+	dec, err := newDecoder()
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, tail []byte) {
-		recoverInMemory(t, fx, tail, dec, enc)
+		recoverInMemory(t, fx, tail, dec)
 	})
 }
 
-func recoverInMemory(t *testing.T, fx openFixture, tail []byte, dec *zstd.Decoder, enc *zstd.Encoder) {
+func recoverInMemory(t *testing.T, fx openFixture, tail []byte, dec *zstd.Decoder) {
 	keep := fx.counts[len(fx.counts)-1]
 	data := append(bytes.Clone(fx.data), tail...)
 	sc, err := scanOpen(bytes.NewReader(data), int64(len(data)), "fuzz.open", dec)
@@ -109,16 +186,8 @@ func recoverInMemory(t *testing.T, fx openFixture, tail []byte, dec *zstd.Decode
 		t.Fatalf("recovery keeps %d records up to offset %d, want at least %d up to %d", sc.st.count, sc.validEnd, keep, len(fx.data))
 	}
 	seg, st := data, sc.st
-	var next *rec
 	if !sc.sealed {
-		next = &rec{Seq: st.last + 1, Frame: []byte("new")}
-		raw := appendRecord(nil, next.Seq, 0, next.Frame)
-		seg = data[:sc.validEnd:sc.validEnd]
-		seg = appendChunk(enc, seg, raw, 1, next.Seq, next.Seq)
-		st.addRecord(next.Seq, 0, len(raw))
-		st.chunks++
-		st.bodyCRC = crc32Update(st.bodyCRC, seg[sc.validEnd:])
-		seg = appendSealing(seg, st, int64(len(seg)))
+		seg = appendSeal(data[:sc.validEnd:sc.validEnd], &st, sc.ended, sc.validEnd)
 	}
 	r, err := newReader(bytes.NewReader(seg), int64(len(seg)), "fuzz.seg", dec)
 	if err != nil {
@@ -139,12 +208,9 @@ func recoverInMemory(t *testing.T, fx openFixture, tail []byte, dec *zstd.Decode
 		t.Fatalf("read %d records, want %d", len(got), st.count)
 	}
 	sameRecords(t, got[:keep], fx.recs[:keep])
-	if next != nil {
-		sameRecords(t, got[len(got)-1:], []rec{*next})
-	}
 }
 
-// recoverOnDisk runs the real recovery: a writer adopts the open segment, appends, seals.
+// recoverOnDisk runs the real recovery: a writer seals the open segment, then appends to a new one.
 func recoverOnDisk(t *testing.T, fx openFixture, tail []byte) {
 	keep := fx.counts[len(fx.counts)-1]
 	dir, _ := cutDir(t, fx.name, append(bytes.Clone(fx.data), tail...))
@@ -175,17 +241,12 @@ func recoverOnDisk(t *testing.T, fx openFixture, tail []byte) {
 
 // TestRecoverSeeds runs the committed FuzzRecover corpus through both checks.
 func TestRecoverSeeds(t *testing.T) {
-	fx := fuzzPrefix(t)
+	fx, _ := fuzzPrefix(t)
 	dec, err := newDecoder()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dec.Close()
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer enc.Close()
 	paths, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzRecover", "*"))
 	if len(paths) == 0 {
 		t.Fatal("no FuzzRecover seeds")
@@ -199,7 +260,7 @@ func TestRecoverSeeds(t *testing.T) {
 			if !ok || !ok2 || err != nil {
 				t.Fatalf("seed %s: unexpected format (%v)", path, err)
 			}
-			recoverInMemory(t, fx, []byte(tail), dec, enc)
+			recoverInMemory(t, fx, []byte(tail), dec)
 			recoverOnDisk(t, fx, []byte(tail))
 		})
 	}
@@ -208,21 +269,12 @@ func TestRecoverSeeds(t *testing.T) {
 // fuzzSeeds returns the committed seed corpus, by target.
 func fuzzSeeds(t *testing.T) map[string][][]byte {
 	golden := readFile(t, goldenFrozen)
-	fx := fuzzPrefix(t)
-
-	// Tails that continue the prefix validly: one more chunk, and the trailer and footer of a seal.
-	dir, path := cutDir(t, fx.name, fx.data)
-	s := openSpool(t, dir, Options{Now: newClock().Now}) // the prefix's clock: no roll by age
+	// Tails that continue the prefix validly: one more chunk of its stream, and what recovery
+	// writes to seal it (the end chunk, the trailer and the footer).
+	fx, chunk := fuzzPrefix(t)
+	dir, _ := cutDir(t, fx.name, fx.data)
+	s := openSpool(t, dir, Options{})
 	w := newWriter(t, s)
-	appendAll(t, w, []rec{{Seq: w.LastSeq() + 1, Frame: []byte("one more chunk")}})
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	chunk := readFile(t, path)[len(fx.data):]
-	w.abandon()
-	dir, _ = cutDir(t, fx.name, fx.data)
-	s = openSpool(t, dir, Options{})
-	w = newWriter(t, s)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -241,6 +293,10 @@ func fuzzSeeds(t *testing.T) map[string][][]byte {
 			{},
 			[]byte(headerMagic),
 		},
+		"FuzzChunkPayload": {
+			chunkPayload(t, golden, 1),
+			chunkPayload(t, golden, 2),
+		},
 		"FuzzRecover": {
 			{},
 			make([]byte, 64),
@@ -253,6 +309,21 @@ func fuzzSeeds(t *testing.T) map[string][][]byte {
 			seal[:len(seal)-3],
 		},
 	}
+}
+
+// chunkPayload returns the payload of chunk number n of the segment seg.
+func chunkPayload(t testing.TB, seg []byte, n int) []byte {
+	h, err := readHeader(bytes.NewReader(seg), int64(len(seg)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := int(h.size())
+	for range n {
+		ch, _ := parseChunkHeader(seg[off:])
+		off += chunkHeaderSize + int(ch.stored)
+	}
+	ch, _ := parseChunkHeader(seg[off:])
+	return seg[off+chunkHeaderSize : off+chunkHeaderSize+int(ch.stored)]
 }
 
 // TestFuzzSeeds checks that the committed seed corpus matches what the format produces today;

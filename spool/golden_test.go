@@ -6,8 +6,11 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // goldenRecords are the fixed inputs of the golden segment.
@@ -42,7 +45,8 @@ func writeGolden(t *testing.T) []byte {
 
 const (
 	goldenWriter = "testdata/golden/tiny.seg" // what today's writer produces; -update rewrites it
-	goldenFrozen = "testdata/golden/v1.seg"   // a format version 1 file the reader must always decode; never rewritten
+	goldenFrozen = "testdata/golden/v2.seg"   // a format version 2 file the reader must always decode; never rewritten
+	goldenV1     = "testdata/golden/v1.seg"   // a format version 1 file (independent chunk frames), which readers reject
 )
 
 func TestGoldenWriter(t *testing.T) {
@@ -78,6 +82,21 @@ func TestGoldenReader(t *testing.T) {
 	}
 }
 
+// TestGoldenV1 checks that a version-1 segment is refused as unsupported rather than misread:
+// nothing was deployed with version 1, so readers need not decode it.
+func TestGoldenV1(t *testing.T) {
+	dir := goldenDir(t, goldenV1)
+	seg := filepath.Join(dir, "segments", segmentName(100)+".seg")
+	_, err := OpenSegment(seg)
+	wantCorrupt(t, err, seg, 8)
+	if !strings.Contains(err.Error(), "unsupported format version 1") {
+		t.Errorf("OpenSegment(v1) = %v, want it to name version 1", err)
+	}
+	if n, err := Verify(t.Context(), dir, nil); err != nil || n != 1 {
+		t.Errorf("Verify = %d faults, %v; want 1", n, err)
+	}
+}
+
 // goldenDir returns a spool directory holding a copy of the golden file under its proper name.
 func goldenDir(t *testing.T, path string) string {
 	dir := t.TempDir()
@@ -102,7 +121,7 @@ func TestGoldenLayout(t *testing.T) {
 		}
 	}
 	check("magic", string(b[0:8]), "BFSPSEG\n")
-	check("version", le.Uint16(b[8:]), uint16(1))
+	check("version", le.Uint16(b[8:]), uint16(2))
 	check("flags", le.Uint16(b[10:]), uint16(0))
 	check("first seq", int64(le.Uint64(b[12:])), int64(100))
 	check("created", int64(le.Uint64(b[20:])), created)
@@ -115,45 +134,87 @@ func TestGoldenLayout(t *testing.T) {
 	trOff := int(le.Uint64(footer))
 	check("trailer offset", trOff, len(b)-16-40-72)
 
-	var records []rec
-	var body uint32
-	chunks := 0
-	for off := hlen; off < trOff; chunks++ {
+	// The chunks: data chunks, then the end chunk right before the trailer. Their payloads,
+	// concatenated, are one zstd frame.
+	type dataChunk struct {
+		raw, count  int
+		first, last int64
+	}
+	var (
+		data   []dataChunk
+		stream []byte
+		body   uint32
+		ended  bool
+	)
+	for off := hlen; off < trOff; {
 		h := b[off : off+40]
-		check("chunk kind", h[0], byte(1))
 		check("chunk header crc", le.Uint32(h[36:]), crc(h[:36]))
-		stored, raw, count := int(le.Uint32(h[4:])), int(le.Uint32(h[8:])), int(le.Uint32(h[12:]))
+		check("reserved", string(h[1:4]), "\x00\x00\x00")
+		stored := int(le.Uint32(h[4:]))
 		payload := b[off+40 : off+40+stored]
 		check("chunk payload crc", le.Uint32(h[32:]), crc(payload))
-		dec, err := newDecoder()
-		if err != nil {
-			t.Fatal(err)
+		stream = append(stream, payload...)
+		body = crc32.Update(body, crc32.MakeTable(crc32.Castagnoli), b[off:off+40+stored])
+		first, last := int64(le.Uint64(h[16:])), int64(le.Uint64(h[24:]))
+		off += 40 + stored
+		if ended {
+			t.Fatalf("chunk of kind %d after the end chunk", h[0])
 		}
-		plain, err := dec.DecodeAll(payload, make([]byte, 0, raw))
-		dec.Close()
-		if err != nil {
-			t.Fatalf("chunk at %d: zstd: %v", off, err)
+		switch h[0] {
+		case 1:
+			data = append(data, dataChunk{raw: int(le.Uint32(h[8:])), count: int(le.Uint32(h[12:])), first: first, last: last})
+		case 3:
+			ended = true
+			check("end chunk payload", string(payload), "\x01\x00\x00")
+			check("end chunk raw length", le.Uint32(h[8:]), uint32(0))
+			check("end chunk record count", le.Uint32(h[12:]), uint32(0))
+			check("end chunk seqs", [2]int64{first, last}, [2]int64{100, 200})
+			check("end chunk is last", off, trOff)
+		default:
+			t.Fatalf("chunk kind %d at offset %d", h[0], off)
 		}
-		check("raw length", len(plain), raw)
-		for i := 0; i < count; i++ {
-			n := int(le.Uint32(plain))
-			frame := plain[24 : 24+n]
-			check("frame crc", le.Uint32(plain[4:]), crc(frame))
+	}
+	if !ended {
+		t.Fatal("no end chunk")
+	}
+	check("data chunks", len(data), 3)
+	// Frame header: magic, descriptor 0 (no checksum, no content size, not single segment),
+	// window descriptor 0x68 (8 MiB).
+	check("zstd frame header", string(stream[:6]), "\x28\xb5\x2f\xfd\x00\x68")
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	plain, err := dec.DecodeAll(stream, nil) // a complete frame: nothing after it, nothing missing
+	if err != nil {
+		t.Fatalf("zstd: %v", err)
+	}
+
+	var records []rec
+	for i, c := range data {
+		if len(plain) < c.raw {
+			t.Fatalf("chunk %d: %d raw bytes, %d left in the stream", i, c.raw, len(plain))
+		}
+		chunk := plain[:c.raw]
+		plain = plain[c.raw:]
+		for range c.count {
+			n := int(le.Uint32(chunk))
+			frame := chunk[24 : 24+n]
+			check("frame crc", le.Uint32(chunk[4:]), crc(frame))
 			var ts time.Time
-			if us := int64(le.Uint64(plain[16:])); us != 0 {
+			if us := int64(le.Uint64(chunk[16:])); us != 0 {
 				ts = time.UnixMicro(us)
 			}
-			records = append(records, rec{Seq: int64(le.Uint64(plain[8:])), Time: ts, Frame: frame})
-			plain = plain[24+n:]
+			records = append(records, rec{Seq: int64(le.Uint64(chunk[8:])), Time: ts, Frame: frame})
+			chunk = chunk[24+n:]
 		}
-		check("bytes after records", len(plain), 0)
-		check("chunk first seq", int64(le.Uint64(h[16:])), records[len(records)-count].Seq)
-		check("chunk last seq", int64(le.Uint64(h[24:])), records[len(records)-1].Seq)
-		body = crc32.Update(body, crc32.MakeTable(crc32.Castagnoli), b[off:off+40+stored])
-		off += 40 + stored
+		check("bytes after records", len(chunk), 0)
+		check("chunk first seq", c.first, records[len(records)-c.count].Seq)
+		check("chunk last seq", c.last, records[len(records)-1].Seq)
 	}
+	check("bytes after the last chunk's records", len(plain), 0)
 	sameRecords(t, records, goldenRecords())
-	check("chunks", chunks, 3)
 
 	th := b[trOff : trOff+40]
 	check("trailer kind", th[0], byte(2))

@@ -59,8 +59,9 @@ type Record struct {
 	Frame []byte    // frame bytes, valid until the next call to Next
 }
 
-// Reader reads the records of a sealed segment in seq order, checking every checksum and, at
-// the end, the trailer against what it read.
+// Reader reads the records of a sealed segment in seq order, decoding its chunks as one zstd
+// stream and checking every checksum and, at the end, the end chunk and the trailer against what
+// it read.
 type Reader struct {
 	f       io.Closer
 	cr      chunkReader
@@ -71,7 +72,8 @@ type Reader struct {
 	off     int64 // next chunk
 	end     int64 // trailer offset
 	got     segStats
-	pos     int // next record in cr.raw
+	ended   bool // the end chunk has been read
+	pos     int  // next record in cr.raw
 	left    uint32
 	err     error
 }
@@ -203,36 +205,57 @@ func (r *Reader) Next() (Record, error) {
 	return rec, nil
 }
 
+// nextChunk reads up to the next data chunk and decodes it; at the end of the body it checks the
+// end chunk and the trailer against what was read.
 func (r *Reader) nextChunk() error {
-	if r.off == r.end {
-		if d := r.got.diff(r.trailer); d != "" {
-			return corruptf(r.cr.path, r.end, "%s", d)
+	for {
+		if r.off == r.end {
+			if !r.ended {
+				return corruptf(r.cr.path, r.end, "no end chunk before the trailer")
+			}
+			if d := r.got.diff(r.trailer); d != "" {
+				return corruptf(r.cr.path, r.end, "%s", d)
+			}
+			return io.EOF
 		}
-		return io.EOF
+		h, st, reason, err := r.cr.read(r.off, r.end)
+		if err != nil {
+			return err
+		}
+		switch {
+		case st != chunkOK:
+		case r.ended:
+			reason = "chunk after the end chunk"
+		case h.kind == kindTrailer:
+			reason = "trailer chunk before the end of the body"
+		case h.kind == kindEnd:
+			reason = r.cr.checkEnd(h, r.hdr, r.got)
+		case r.got.count == 0 && h.first != r.hdr.firstSeq:
+			reason = fmt.Sprintf("first chunk starts at seq %d, header says %d", h.first, r.hdr.firstSeq)
+		}
+		if reason != "" {
+			return corruptf(r.cr.path, r.off, "%s", reason)
+		}
+		if h.kind == kindEnd {
+			if err := r.cr.endFrame(r.off); err != nil {
+				return err
+			}
+			r.got.bodyCRC = r.cr.crcChunk(r.got.bodyCRC)
+			r.off += chunkHeaderSize + int64(h.stored)
+			r.ended = true
+			continue
+		}
+		cs, err := r.cr.decode(r.off, h, r.got.last)
+		if err != nil {
+			return err
+		}
+		r.got.merge(cs)
+		r.got.chunks++
+		r.got.bodyCRC = r.cr.crcChunk(r.got.bodyCRC)
+		r.off += chunkHeaderSize + int64(h.stored)
+		r.pos, r.left = 0, h.count
+		return nil
 	}
-	h, st, reason, err := r.cr.read(r.off, r.end)
-	if err != nil {
-		return err
-	}
-	if st == chunkOK && h.kind != kindData {
-		reason = "trailer chunk before the end of the body"
-	}
-	if st != chunkOK || reason != "" {
-		return corruptf(r.cr.path, r.off, "%s", reason)
-	}
-	if r.got.count == 0 && h.first != r.hdr.firstSeq {
-		return corruptf(r.cr.path, r.off, "first chunk starts at seq %d, header says %d", h.first, r.hdr.firstSeq)
-	}
-	cs, err := r.cr.decode(r.off, h, r.got.last)
-	if err != nil {
-		return err
-	}
-	r.got.merge(cs)
-	r.got.chunks++
-	r.got.bodyCRC = r.cr.crcChunk(r.got.bodyCRC)
-	r.off += chunkHeaderSize + int64(h.stored)
-	r.pos, r.left = 0, h.count
-	return nil
 }
 
 // Close releases the file and the decoder.

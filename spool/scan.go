@@ -11,15 +11,18 @@ import (
 type openScan struct {
 	hdr      segHeader
 	st       segStats // records of the complete, valid chunks, with chunk count and body checksum
-	validEnd int64    // end of the last valid data chunk
+	validEnd int64    // end of the last valid data or end chunk
 	size     int64    // bytes in the file when scanned
 	torn     string   // why the bytes after validEnd are a torn tail ("" when there are none)
+	ended    bool     // the last valid chunk is the end chunk: the zstd frame is complete
 	sealed   bool     // a complete, matching trailer and footer end the file: only the rename is missing
 }
 
 // scanOpen reads the open segment in r (size bytes long) without modifying it. An invalid last
 // chunk is a torn tail and ends the scan; an invalid chunk followed by a valid chunk header is
-// corruption, and so is a chunk whose checksum matches but whose contents do not.
+// corruption, and so is a chunk whose checksum matches but whose contents do not. Once the
+// records are read, it checks that the end block would end the zstd frame right after them,
+// as recovery will make it do.
 func scanOpen(r io.ReaderAt, size int64, path string, dec *zstd.Decoder) (openScan, error) {
 	h, err := readHeader(r, size, path)
 	if err != nil {
@@ -27,54 +30,78 @@ func scanOpen(r io.ReaderAt, size int64, path string, dec *zstd.Decoder) (openSc
 	}
 	sc := openScan{hdr: h, size: size, validEnd: h.size()}
 	cr := chunkReader{r: r, path: path, dec: dec}
-	for off := h.size(); off < size; {
-		ch, status, reason, err := cr.read(off, size)
-		if err != nil {
+	if err := sc.scan(&cr); err != nil {
+		return sc, err
+	}
+	if sc.st.count > 0 && !sc.ended {
+		if err := cr.endFrame(cr.lastOff); err != nil {
 			return sc, err
+		}
+	}
+	return sc, nil
+}
+
+func (sc *openScan) scan(cr *chunkReader) error {
+	for off := sc.hdr.size(); off < sc.size; {
+		ch, status, reason, err := cr.read(off, sc.size)
+		if err != nil {
+			return err
 		}
 		var from int64 // where a valid chunk header would make the bad chunk corruption
 		switch status {
 		case chunkOK:
 			if ch.kind == kindTrailer {
-				done, err := sc.checkTrailer(&cr, off)
+				done, err := sc.checkTrailer(cr, off)
 				if done || err != nil {
-					return sc, err
+					return err
 				}
 				reason, from = "incomplete trailer or footer", off+trailerChunkSize
 				break
 			}
-			if sc.st.count == 0 && ch.first != h.firstSeq {
-				return sc, corruptf(path, off, "first chunk starts at seq %d, header says %d", ch.first, h.firstSeq)
+			switch {
+			case sc.ended:
+				return corruptf(cr.path, off, "chunk after the end chunk")
+			case ch.kind == kindEnd:
+				if reason := cr.checkEnd(ch, sc.hdr, sc.st); reason != "" {
+					return corruptf(cr.path, off, "%s", reason)
+				}
+				if err := cr.endFrame(off); err != nil {
+					return err
+				}
+				sc.ended = true
+			case sc.st.count == 0 && ch.first != sc.hdr.firstSeq:
+				return corruptf(cr.path, off, "first chunk starts at seq %d, header says %d", ch.first, sc.hdr.firstSeq)
+			default:
+				cs, err := cr.decode(off, ch, sc.st.last)
+				if err != nil {
+					return err
+				}
+				sc.st.merge(cs)
+				sc.st.chunks++
 			}
-			cs, err := cr.decode(off, ch, sc.st.last)
-			if err != nil {
-				return sc, err
-			}
-			sc.st.merge(cs)
-			sc.st.chunks++
 			sc.st.bodyCRC = cr.crcChunk(sc.st.bodyCRC)
 			off += chunkHeaderSize + int64(ch.stored)
 			sc.validEnd = off
 			continue
 		case chunkShort:
 			sc.torn = reason
-			return sc, nil
+			return nil
 		case chunkBadHeader:
 			from = off + 1
 		case chunkBadPayload:
 			from = off + chunkHeaderSize + int64(ch.stored)
 		}
-		found, err := findHeader(r, from, size)
+		found, err := findHeader(cr.r, from, sc.size)
 		if err != nil {
-			return sc, fmt.Errorf("scan %s: %w", path, err)
+			return fmt.Errorf("scan %s: %w", cr.path, err)
 		}
 		if found {
-			return sc, corruptf(path, off, "%s, and valid chunks follow", reason)
+			return corruptf(cr.path, off, "%s, and valid chunks follow", reason)
 		}
 		sc.torn = reason
-		return sc, nil
+		return nil
 	}
-	return sc, nil
+	return nil
 }
 
 // checkTrailer handles a valid trailer chunk at off in an open segment: done when a footer that
@@ -91,7 +118,11 @@ func (sc *openScan) checkTrailer(cr *chunkReader, off int64) (done bool, err err
 		return false, nil
 	}
 	tr, reason := parseTrailerPayload(cr.stored)
-	if reason == "" {
+	switch {
+	case reason != "":
+	case !sc.ended:
+		reason = "no end chunk before the trailer"
+	default:
 		reason = sc.st.diff(tr)
 	}
 	if reason != "" {

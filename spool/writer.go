@@ -20,13 +20,14 @@ type WriterStats struct {
 	Chunks    int64 // data chunks written
 }
 
-// Recovery says what NewWriter found in an open segment left by an earlier writer.
+// Recovery says what NewWriter found in an open segment left by an earlier writer; a segment
+// that keeps a frame is sealed either way, and new frames go to a new segment.
 type Recovery struct {
 	Path           string // the open segment ("" when there was none)
 	Frames         int64  // durable frames kept
 	TruncatedBytes int64  // torn-tail bytes cut off the end
 	Torn           string // why those bytes were a torn tail
-	Sealed         bool   // the segment was complete and only needed its rename; it is now sealed
+	Sealed         bool   // the segment was complete and only needed its rename
 	Removed        bool   // no complete chunk survived, so the file was removed
 }
 
@@ -36,7 +37,8 @@ type Writer struct {
 	s     *Spool
 	relay string
 	opts  Options
-	enc   *zstd.Encoder
+	enc   *zstd.Encoder // compresses the open segment's records as one stream
+	sink  chunkBuf      // the encoder's output since the last chunk was cut
 
 	// The open segment; f is nil between segments.
 	f       *os.File
@@ -46,12 +48,13 @@ type Writer struct {
 	off     int64    // file size, where the next chunk goes
 	st      segStats // all records of the segment, pending ones included; chunks and bodyCRC count written chunks only
 
-	// Records not yet cut into a chunk.
-	pend      []byte
+	// Records given to the encoder since the last chunk was cut.
 	pendCount uint32
+	pendRaw   int
 	pendFirst int64
 	pendLast  int64
-	out       []byte // chunk header plus compressed payload, reused
+	rec       [recordHeaderSize]byte // record header scratch
+	out       []byte                 // end chunk, trailer and footer, reused
 
 	lastSeq  int64
 	err      error // sticky: after a failed write the file state is unknown until recovery
@@ -62,7 +65,8 @@ type Writer struct {
 }
 
 // NewWriter returns the spool's only writer for frames of relay, recovering an existing open
-// segment first: a torn tail is truncated and the writer appends to what remains.
+// segment first: a torn tail is truncated, what remains is sealed, and new frames go to a new
+// segment.
 func (s *Spool) NewWriter(relay string) (*Writer, error) {
 	if relay == "" || len(relay) > maxRelayLen {
 		return nil, fmt.Errorf("new writer: relay of %d bytes, want 1-%d", len(relay), maxRelayLen)
@@ -89,8 +93,9 @@ func (s *Spool) newWriter(relay string) (*Writer, *SegmentInfo, error) {
 		return nil, nil, fmt.Errorf("new writer for relay %q: spool %s holds relay %q: %w", relay, s.dir, s.relay, ErrRelayMismatch)
 	}
 	enc, err := zstd.NewWriter(nil,
+		zstd.WithWindowSize(maxWindow), // first, so that no level changes it
 		zstd.WithEncoderLevel(s.opts.Level),
-		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderConcurrency(encoderConcurrency),
 		zstd.WithEncoderCRC(false), // every record carries a CRC32C of its frame
 	)
 	if err != nil {
@@ -119,7 +124,13 @@ func (s *Spool) newWriter(relay string) (*Writer, *SegmentInfo, error) {
 	return w, sealed, nil
 }
 
-// recover adopts, finishes or removes the open segment left by an earlier writer.
+// encoderConcurrency is the zstd encoder's concurrency: with 2, it compresses a block on its own
+// goroutines while Append fills the next one.
+const encoderConcurrency = 2
+
+// recover seals or removes the open segment left by an earlier writer. The encoder's history
+// of that segment's stream is gone, so nothing more can be appended to it: what survives is
+// sealed at once, its frame ended by the end chunk unless its last chunk is already that.
 func (w *Writer) recover() (*SegmentInfo, error) {
 	l, err := listDir(w.s.segDir)
 	if err != nil {
@@ -142,12 +153,7 @@ func (w *Writer) recover() (*SegmentInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			f.Close()
-		}
-	}()
+	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
@@ -191,15 +197,19 @@ func (w *Writer) recover() (*SegmentInfo, error) {
 		if err := f.Truncate(sc.validEnd); err != nil {
 			return nil, fmt.Errorf("truncate torn tail of %s: %w", path, err)
 		}
-		if err := f.Sync(); err != nil {
-			return nil, fmt.Errorf("sync segment %s: %w", path, err)
-		}
 	}
-	keep = true
-	w.f, w.path, w.hdr, w.off, w.st = f, path, sc.hdr, sc.validEnd, sc.st
-	w.created = fromMicro(sc.hdr.created)
-	w.lastSeq = sc.st.last
-	return nil, nil
+	st := sc.st
+	w.out = appendSeal(w.out[:0], &st, sc.ended, sc.validEnd)
+	if err := writeAll(f, w.out, sc.validEnd); err != nil {
+		return nil, fmt.Errorf("seal recovered segment %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync segment %s: %w", path, err)
+	}
+	w.diskBytes.Add(int64(len(w.out)))
+	w.lastSeq = st.last
+	info, err := w.finishSeal(path, sc.hdr, st, sc.validEnd+int64(len(w.out)))
+	return &info, err
 }
 
 // Recovered says what NewWriter found in an open segment left by an earlier writer.
@@ -249,18 +259,26 @@ func (w *Writer) Append(seq int64, t time.Time, frame []byte) error {
 		}
 	}
 	us := toMicro(t)
+	_, err := w.enc.Write(appendRecordHeader(w.rec[:0], seq, us, frame))
+	if err == nil {
+		_, err = w.enc.Write(frame)
+	}
+	if err != nil {
+		w.err = fmt.Errorf("compress segment %s: %w", w.path, err)
+		return w.err
+	}
 	if w.pendCount == 0 {
 		w.pendFirst = seq
 	}
-	w.pend = appendRecord(w.pend, seq, us, frame)
 	w.pendCount++
 	w.pendLast = seq
 	n := recordHeaderSize + len(frame)
+	w.pendRaw += n
 	w.st.addRecord(seq, us, n)
 	w.lastSeq = seq
 	w.frames.Add(1)
 	w.rawBytes.Add(int64(n))
-	if len(w.pend) >= w.opts.ChunkBytes {
+	if w.pendRaw >= w.opts.ChunkBytes {
 		if err := w.Flush(); err != nil {
 			return err
 		}
@@ -306,11 +324,14 @@ func (w *Writer) create(seq int64) error {
 	}
 	w.f, w.path, w.off, w.st = f, path, int64(len(hdr)), segStats{}
 	w.diskBytes.Add(int64(len(hdr)))
+	w.sink.reset()
+	w.enc.Reset(&w.sink) // a new frame, with no history
 	return nil
 }
 
 // Flush cuts the pending records into a chunk and writes it; from then on they survive a process
-// kill (not a power loss: see Sync).
+// kill (not a power loss: see Sync). The chunk's payload is what the encoder emits when it ends
+// its current block, so it continues the segment's zstd stream and keeps its window.
 func (w *Writer) Flush() error {
 	if err := w.usable(); err != nil {
 		return err
@@ -318,28 +339,65 @@ func (w *Writer) Flush() error {
 	if w.pendCount == 0 {
 		return nil
 	}
-	w.out = appendChunk(w.enc, w.out[:0], w.pend, w.pendCount, w.pendFirst, w.pendLast)
-	if err := w.write(w.out); err != nil {
+	if err := w.enc.Flush(); err != nil {
+		w.err = fmt.Errorf("compress segment %s: %w", w.path, err)
+		return w.err
+	}
+	chunk := w.sink.b
+	payload := chunk[chunkHeaderSize:]
+	chunkHeader{
+		kind: kindData, stored: uint32(len(payload)), raw: uint32(w.pendRaw), count: w.pendCount,
+		first: w.pendFirst, last: w.pendLast, crc: crc32c(payload),
+	}.put(chunk)
+	if err := w.write(chunk); err != nil {
 		return err
 	}
 	w.st.chunks++
-	w.st.bodyCRC = crc32Update(w.st.bodyCRC, w.out)
+	w.st.bodyCRC = crc32Update(w.st.bodyCRC, chunk)
 	w.chunks.Add(1)
-	w.pend, w.pendCount = w.pend[:0], 0
+	w.sink.reset()
+	w.pendCount, w.pendRaw = 0, 0
 	return nil
 }
 
-// appendChunk appends to dst a data chunk of the records in raw, compressed with enc.
-func appendChunk(enc *zstd.Encoder, dst, raw []byte, count uint32, first, last int64) []byte {
+// chunkBuf collects the encoder's output behind room for the chunk header.
+type chunkBuf struct{ b []byte }
+
+// Write appends p; the encoder calls it from its own goroutines when its concurrency is above 1,
+// but only between two cuts, and Flush waits for them.
+func (c *chunkBuf) Write(p []byte) (int, error) {
+	c.b = append(c.b, p...)
+	return len(p), nil
+}
+
+func (c *chunkBuf) reset() {
+	if cap(c.b) < chunkHeaderSize {
+		c.b = make([]byte, chunkHeaderSize, 64<<10)
+	}
+	c.b = c.b[:chunkHeaderSize]
+}
+
+// appendEndChunk appends the end chunk of a segment whose records span seqs first to last.
+func appendEndChunk(dst []byte, first, last int64) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, chunkHeaderSize)...)
-	dst = enc.EncodeAll(raw, dst)
-	payload := dst[start+chunkHeaderSize:]
+	dst = append(dst, endBlock[:]...)
 	chunkHeader{
-		kind: kindData, stored: uint32(len(payload)), raw: uint32(len(raw)), count: count,
-		first: first, last: last, crc: crc32c(payload),
+		kind: kindEnd, stored: uint32(len(endBlock)), first: first, last: last, crc: crc32c(endBlock[:]),
 	}.put(dst[start:])
 	return dst
+}
+
+// appendSeal appends to dst what seals a segment whose body so far ends at off: the end chunk
+// (unless the body already ends with it), the trailer chunk and the footer. It adds the end
+// chunk to st's body checksum.
+func appendSeal(dst []byte, st *segStats, ended bool, off int64) []byte {
+	start := len(dst)
+	if !ended {
+		dst = appendEndChunk(dst, st.first, st.last)
+		st.bodyCRC = crc32Update(st.bodyCRC, dst[start:])
+	}
+	return appendSealing(dst, *st, off+int64(len(dst)-start))
 }
 
 // appendSealing appends to dst the trailer chunk for st and the footer, for a body ending at trOff.
@@ -384,8 +442,8 @@ func (w *Writer) Sync() error {
 	return nil
 }
 
-// Seal seals the open segment now (a no-op when it holds no record): it writes the trailer and
-// footer, fsyncs, renames .open to .seg, fsyncs the directory and indexes the segment. The next
+// Seal seals the open segment now (a no-op when it holds no record): it writes the end chunk
+// that ends the segment's zstd frame, the trailer and the footer, fsyncs, renames .open to .seg, fsyncs the directory and indexes the segment. The next
 // Append starts a new segment.
 func (w *Writer) Seal() error {
 	if err := w.usable(); err != nil {
@@ -397,7 +455,7 @@ func (w *Writer) Seal() error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	w.out = appendSealing(w.out[:0], w.st, w.off)
+	w.out = appendSeal(w.out[:0], &w.st, false, w.off)
 	if err := w.write(w.out); err != nil {
 		return err
 	}
