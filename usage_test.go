@@ -207,3 +207,40 @@ func TestMetrics(t *testing.T) {
 	}
 	_ = os.Stderr
 }
+
+// TestStopAtLive: the live consumer's firehose_cursor row says where it began; the backfill
+// stops there, so the two meet without a gap or double work.
+func TestStopAtLive(t *testing.T) {
+	t.Parallel()
+	r := startRelay(t, relaytest.Config{Seed: 307, Users: 15, Events: 2000, LiveRate: 20})
+	dsn := newDatabase(t)
+	live := r.Log()[1200].Seq
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The live app's own table, as its Drizzle schema makes it, holding its cursor.
+	if _, err := conn.Exec(ctx, `CREATE TABLE firehose_cursor (id serial PRIMARY KEY, service varchar(255) NOT NULL UNIQUE,
+		cursor text, last_event_time timestamp, updated_at timestamp NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO firehose_cursor (service, cursor) VALUES ('firehose', $1)`, fmt.Sprint(live)); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if code := backfill(t, "--days", "-1", "--stop-at-live", "--relay-url", r.URL(), "--database-url", dsn,
+		"--spool", t.TempDir(), "--idle-timeout", "1s"); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	got := dumpDB(t, dsn)
+	compareModel(t, got, r.Model(0, live))
+
+	// Without a live row, --stop-at-live explains what it needs.
+	dsn2 := newDatabase(t)
+	out, err := exec.Command(binary(t), "--days", "-1", "--stop-at-live", "--relay-url", r.URL(), "--database-url", dsn2,
+		"--spool", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `no firehose_cursor row for service "firehose"`) {
+		t.Fatalf("--stop-at-live without a live row: err %v\n%s", err, out)
+	}
+}
