@@ -12,10 +12,17 @@
 //     decode workers, the writer, retries and reconnects.
 //   - sanitize.go: the last guard against values PostgreSQL cannot store.
 //   - plan.go: the in-memory application of a unit's events in seq order (filters, marks, users
-//     ensured, last-wins profiles, handles and accounts, posts collapsed by uri).
+//     ensured, last-wins profiles, handles and accounts, posts collapsed by uri), and the
+//     statements' inputs.
 //   - phase.go: the cut of a pair table's ops (likes, reposts, follows, blocks) into phases
 //     whose set-based application equals sequential application; the proof is in its comment.
-//   - write.go: one unit's transaction: staging COPY, statements, bookkeeping, commit.
+//   - write.go: one unit's transaction: reads, updates and deletes, creates, bookkeeping,
+//     commit; the staging path.
+//   - direct.go: the direct COPY of creates into their tables (blind or after a probe of the
+//     existing keys), why it is exact, and its per-table back-off.
+//   - pipe.go: txPipe, a transaction's statements in few round trips: batches, and several
+//     COPYs (with their savepoints) in one query.
+//   - copy.go: the binary COPY encoding of the loader's few column types.
 //   - helpers_test.go, model_test.go: frame builders, a spool writer, and the sequential
 //     reference model (one event at a time, maps) that the tests compare the database with.
 //   - retry.go: which database errors are transient.
@@ -39,19 +46,25 @@
 // the 8 MiB cap keeps the decoder and the writer overlapping. With default segments BatchSize
 // changes nothing; larger values help only with many small segments.
 //
-// Write path, per unit: one round trip reads the pairs of pre-existing rows the phase cut needs;
-// COPY (binary) fills TEMP staging tables created once per connection (ON COMMIT DELETE ROWS);
-// one pipelined batch runs the set-based statements (users ensured, profiles and handles set,
-// accounts upserted, posts and pair tables deleted then inserted phase by phase, cursor and
-// high-water mark); a second records the segments; then COMMIT. Inserts whose staged rows are
-// pairwise distinct on every unique key (users, posts, and unordered phases) skip existing keys
-// with NOT EXISTS anti-joins, which avoids ON CONFLICT's speculative insertion; the others, the
-// tables carrying unique indexes beyond SCHEMA.md's, and a unit retried after a unique violation
-// (a concurrent writer) use INSERT ... ORDER BY pos ON CONFLICT DO NOTHING. Hash and merge joins
-// and JIT are off in these transactions: staging tables have no statistics, and index probes
-// are what the statements need. DIDs ensured by an earlier commit of the same run are not
-// ensured again (users rows are never deleted by the loader; the memory is bounded and reset
-// at each Run).
+// Write path, per unit: one pipelined batch (BEGIN; settings; the profile and handle updates of
+// users that exist; accounts; the pre-existing pairs the phase cut needs; the deletes that
+// precede every create, inside a savepoint that undoes them if a cut changes), then one query
+// that COPYs the creates of every table straight into it, each in its own savepoint, then one
+// batch with the cursor, the high-water mark, the segments and COMMIT: three round trips. The
+// planner cuts the phases beforehand; the writer cuts again only when a pre-existing pair can
+// change the cut. A direct COPY is exact because the creates it carries are pairwise distinct
+// on every unique key and sequential application skips exactly those whose key exists: when one
+// exists, the COPY fails inside its savepoint, the existing keys are read, and a second COPY
+// writes the others (direct.go). Users that may not exist are COPYed with their final handle
+// and profile. Staging (TEMP tables created once per connection, ON COMMIT DELETE ROWS) and
+// INSERT ... SELECT remain for ordered phases (creates that collide with each other), tables
+// with unique indexes beyond SCHEMA.md's or other column types, a unit retried after a unique
+// violation, and creates that a concurrent writer raced; they skip existing keys with NOT
+// EXISTS anti-joins, or ON CONFLICT DO NOTHING (ORDER BY pos) where rows may collide. Hash and
+// merge joins, parallel plans and JIT are off in these transactions: staging tables have no
+// statistics, and index probes are what the statements need. DIDs ensured by an earlier commit
+// of the same run are not ensured again (users rows are never deleted by the loader; the memory
+// is bounded and reset at each Run).
 //
 // Progress: a segment in backfill_segments (same relay, first and last seq, checksum) is never
 // loaded again, and frames at or below the relay's high-water mark (backfill_loader) are skipped,
@@ -63,7 +76,9 @@
 // Concurrency: one Loader owns one connection, which holds a session advisory lock: a second
 // loader on the same database fails in Open with ErrLocked. Run runs one reading goroutine,
 // Config.Workers decode goroutines (one decode.Decoder each) and one writer; the reader works
-// on the next unit while the writer commits the current one, at most two units ahead. Run and
-// Close must not overlap; Stats may be read from any goroutine at any time. The package never
-// logs except debug lines for skipped input to Config.Logger.
+// on the next unit while the writer commits the current one, at most two units ahead. Reading,
+// decoding and planning take at most GOMAXPROCS-1 threads at once while the writer writes (all
+// of them while it waits): on a machine shared with the database, more only slows the writer.
+// Run and Close must not overlap; Stats may be read from any goroutine at any time. The package
+// never logs except debug lines for skipped input to Config.Logger.
 package loader

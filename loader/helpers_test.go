@@ -82,14 +82,15 @@ const (
 
 // tOp is a commit op of a test event, described by the values the rows get.
 type tOp struct {
-	action      string  // create, update or delete
-	coll        string  // NSID
-	rkey        string  // record key
-	subject     string  // like/repost: the post URI; follow/block: the subject DID
-	text        string  // post text
-	created     string  // record createdAt as written ("" means a valid one derived from the event)
-	displayName *string // profile
-	description *string // profile
+	action      string            // create, update or delete
+	coll        string            // NSID
+	rkey        string            // record key
+	subject     string            // like/repost: the post URI; follow/block: the subject DID
+	text        string            // post text
+	created     string            // record createdAt as written ("" means a valid one derived from the event)
+	displayName *string           // profile
+	description *string           // profile
+	rec         cbg.CBORMarshaler // the whole record, when set: overrides the fields above
 }
 
 func (o tOp) uri(did string) string { return "at://" + did + "/" + o.coll + "/" + o.rkey }
@@ -138,6 +139,9 @@ const someCID = "bafyreig2fjxi3rptqdgylg7e5hmjl6mcke7rn2b6cugzlqq3i4zu6rq52q"
 
 // record returns the record of a create or update op.
 func (o tOp) record() cbg.CBORMarshaler {
+	if o.rec != nil {
+		return o.rec
+	}
 	created := o.created
 	if created == "" {
 		created = testCreated

@@ -34,6 +34,11 @@ type Loader struct {
 	conn  *pgx.Conn  // nil or closed after a lost connection; reopened on demand
 	known didSet     // DIDs ensured in users by this run's commits (writer goroutine only)
 
+	// The direct COPY's back-off and outcomes by table, reset at each Run (writer goroutine only).
+	directState  [NumTables]directState
+	directCounts [NumTables]directCounts
+	direct       directPolicy // tests only change it
+
 	minBatchBytes int64 // raw bytes a transaction takes even past BatchSize segments (tests lower it)
 
 	// beforeCommit, when set (tests only), runs inside each transaction just before COMMIT.

@@ -433,22 +433,65 @@ func TestConfig(t *testing.T) {
 
 func TestConcurrentWriter(t *testing.T) {
 	t.Parallel()
+	cases := []struct {
+		name        string
+		direct      directPolicy
+		wantRetries int
+		want        directCounts // of likes
+	}{
+		// The blind COPY waits on the other session's row and meets it once committed; the
+		// probe then sees it, and the COPY of the other like goes through.
+		{"blind COPY falls back to a probe", directAdaptive, 0, directCounts{fallbacks: 1}},
+		// The probe cannot see the uncommitted row, so the COPY waits, meets it, and the likes
+		// go through staging, whose anti-join then sees the row and skips it.
+		{"probed COPY falls back to staging", directProbe, 0, directCounts{probed: 1, staged: 1}},
+		// The anti-join saw no row, so the insert waits, meets it, and the unit is retried with
+		// ON CONFLICT.
+		{"anti-join insert retries with ON CONFLICT", directNever, 1, directCounts{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url := testDB(t)
+			l := openLoader(t, Config{DatabaseURL: url})
+			l.direct = tc.direct
+			dir := t.TempDir()
+			likeURI := "at://" + alice + "/" + nsLike + "/l1"
+			writeSpool(t, dir, []tEvent{
+				commitEv(1, alice, op("create", nsLike, "l1", post(bob, "p1")), op("create", nsLike, "l2", post(bob, "p2"))),
+			})
+			// Another session inserts the same like and commits while the loader's insert waits on it.
+			res := raceRun(t, l, url, dir, `INSERT INTO likes (uri, user_did, post_uri, created_at, indexed_at) VALUES ($1, $2, $3, '2020-01-01', '2020-01-01')`, likeURI, alice, post(bob, "p1"))
+			watch := dbConn(t, url)
+			if res.Retries != tc.wantRetries {
+				t.Errorf("retries = %d, want %d", res.Retries, tc.wantRetries)
+			}
+			if got := l.directCounts[TableLikes]; got != tc.want {
+				t.Errorf("direct COPY into likes: %+v, want %+v", got, tc.want)
+			}
+			if got, want := res.Rows[TableLikes], (RowCount{Inserted: 1}); got != want {
+				t.Errorf("likes counted %+v, want %+v", got, want)
+			}
+			got := query(t, watch, `SELECT uri || ' ' || created_at FROM likes ORDER BY uri`)
+			want := []string{likeURI + " 2020-01-01 00:00:00", "at://" + alice + "/" + nsLike + "/l2 2024-01-02 03:04:05.678"}
+			if !slices.Equal(got, want) {
+				t.Errorf("likes = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// raceRun runs l over dir while another session runs sql in a transaction that it commits
+// once the loader waits on a lock, which must be the rows sql wrote.
+func raceRun(t *testing.T, l *Loader, url, dir, sql string, args ...any) Summary {
+	t.Helper()
 	ctx := context.Background()
-	url := testDB(t)
-	l := openLoader(t, Config{DatabaseURL: url})
-	dir := t.TempDir()
-	likeURI := "at://" + alice + "/" + nsLike + "/l1"
-	writeSpool(t, dir, []tEvent{
-		commitEv(1, alice, op("create", nsLike, "l1", post(bob, "p1")), op("create", nsLike, "l2", post(bob, "p2"))),
-	})
-	// Another session inserts the same like and commits while the loader's insert waits on it:
-	// the loader's anti-join insert meets a unique violation and retries with ON CONFLICT.
 	other := dbConn(t, url)
 	tx, err := other.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO likes (uri, user_did, post_uri, created_at, indexed_at) VALUES ($1, $2, $3, '2020-01-01', '2020-01-01')`, likeURI, alice, post(bob, "p1")); err != nil {
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
 		t.Fatal(err)
 	}
 	type result struct {
@@ -482,14 +525,7 @@ func TestConcurrentWriter(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("run: %v", res.err)
 	}
-	if res.sum.Retries != 1 {
-		t.Errorf("retries = %d, want 1", res.sum.Retries)
-	}
-	got := query(t, watch, `SELECT uri || ' ' || created_at FROM likes ORDER BY uri`)
-	want := []string{likeURI + " 2020-01-01 00:00:00", "at://" + alice + "/" + nsLike + "/l2 2024-01-02 03:04:05.678"}
-	if !slices.Equal(got, want) {
-		t.Errorf("likes = %q, want %q", got, want)
-	}
+	return res.sum
 }
 
 func TestDebugLog(t *testing.T) {

@@ -30,6 +30,19 @@ type phasePlan struct {
 	rows    []phasedRow // creates in pos order
 	ordered []bool      // per phase: creates may conflict with each other, so ORDER BY pos matters
 	phases  int
+	pairs   map[pairKey]int // the pair of every create (dropped or not)
+}
+
+// needsRecut reports whether the pre-existing pairs in existing can change a cut made without
+// them. cutPhases uses a pre-existing pair only to ask whether a create of the current phase
+// has it, so a cut made without them stands unless one of them is some create's pair.
+func (pl *phasePlan) needsRecut(existing map[string]pairKey) bool {
+	for _, k := range existing {
+		if _, ok := pl.pairs[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // lookupURIs returns the uris whose pre-existing pair cutPhases needs: those deleted after some
@@ -70,9 +83,10 @@ type createRec struct {
 func cutPhases(ops []pairOp, existing map[string]pairKey) phasePlan {
 	pl := phasePlan{deletes: [][]string{nil}, ordered: []bool{false}}
 	phase := 0
-	var creates []createRec
-	uris := map[string]*uriTrack{}
-	lastPair := map[pairKey]int{}
+	creates := make([]createRec, 0, len(ops))
+	uris := make(map[string]*uriTrack, len(ops))
+	tracks := make([]uriTrack, 0, len(ops)) // backing store of uris' values: one allocation
+	lastPair := make(map[pairKey]int, len(ops))
 	phaseURI := map[string]int{}
 	phasePair := map[pairKey]int{}
 
@@ -80,7 +94,8 @@ func cutPhases(ops []pairOp, existing map[string]pairKey) phasePlan {
 		op := &ops[i]
 		st := uris[op.uri]
 		if st == nil {
-			st = &uriTrack{lastCreate: -1, lastTouch: -1}
+			tracks = append(tracks, uriTrack{lastCreate: -1, lastTouch: -1})
+			st = &tracks[len(tracks)-1]
 			if k, ok := existing[op.uri]; ok {
 				st.cands = []pairKey{k}
 			}
@@ -136,5 +151,6 @@ func cutPhases(ops []pairOp, existing map[string]pairKey) phasePlan {
 		}
 	}
 	pl.phases = phase + 1
+	pl.pairs = lastPair
 	return pl
 }

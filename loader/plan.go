@@ -88,6 +88,21 @@ type unitPlan struct {
 	posts    map[string]*postState
 	postURIs []string // posts in first-touch order
 	pairs    [numPairTables][]pairOp
+
+	// The phase cut of each pair table made without the pre-existing rows, and the uris whose
+	// pre-existing pairs could change it (the writer reads them and cuts again if they do):
+	// lookups is the set; the first phase's deletes return the pairs of those they delete, and
+	// the others (lateLookups) are read before.
+	phases      [numPairTables]phasePlan
+	lookups     [numPairTables]map[string]bool
+	lateLookups [numPairTables][]string
+
+	// The statements' inputs, sorted by key where a statement takes row locks.
+	postDeletes []string
+	postRows    []*postState
+	profileList []*profileSet
+	handleDIDs  []string
+	accountList []*accountRow
 }
 
 // planner turns decoded units into plans; one per Run, used by the decode stage only.
@@ -125,14 +140,17 @@ func (p *planner) skip(c *counts, seq int64, r decode.Reason, subject, detail st
 // plan applies the unit's events in seq order, starting from the relay mark m.
 func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 	items := rd.items
+	// Sized for a unit of events like the firehose's (map growth was a third of planning).
+	n := len(items)
 	u := &unitPlan{
 		segCounts: make([]counts, len(rd.frames)),
 		start:     m,
-		userIdx:   map[string]int{},
+		users:     make([]userRow, 0, n/2),
+		userIdx:   make(map[string]int, n/2),
 		profiles:  map[string]*profileSet{},
 		handles:   map[string]string{},
 		accounts:  map[string]*accountRow{},
-		posts:     map[string]*postState{},
+		posts:     make(map[string]*postState, n/8),
 	}
 	for i := range u.segCounts {
 		u.segCounts[i].frames = rd.frames[i]
@@ -235,6 +253,36 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 		}
 	}
 	u.end = m
+	for _, uri := range u.postURIs {
+		st := u.posts[uri]
+		if st.del {
+			u.postDeletes = append(u.postDeletes, uri)
+		}
+		if st.row != nil {
+			u.postRows = append(u.postRows, st)
+		}
+	}
+	u.profileList = sortedValues(u.profiles)
+	u.handleDIDs = sortedKeys(u.handles)
+	u.accountList = sortedValues(u.accounts)
+	for i := range u.pairs {
+		u.phases[i] = cutPhases(u.pairs[i], nil)
+		lookups := lookupURIs(u.pairs[i])
+		if len(lookups) == 0 {
+			continue
+		}
+		first := make(map[string]bool, len(u.phases[i].deletes[0]))
+		for _, uri := range u.phases[i].deletes[0] {
+			first[uri] = true
+		}
+		u.lookups[i] = make(map[string]bool, len(lookups))
+		for _, uri := range lookups {
+			u.lookups[i][uri] = true
+			if !first[uri] {
+				u.lateLookups[i] = append(u.lateLookups[i], uri)
+			}
+		}
+	}
 	return u
 }
 

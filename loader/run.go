@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -62,6 +63,8 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 
 	// Outside writers may have changed users since the last run.
 	l.known = didSet{}
+	l.directState = [NumTables]directState{}
+	l.directCounts = [NumTables]directCounts{}
 
 	// Bookkeeping as committed: which segments are loaded, and each relay's mark.
 	loaded := map[segKey]bool{}
@@ -89,6 +92,13 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 	jobs := make(chan job)
 	ready := make(chan *writeUnit, 1)
 	chunks := make(chan *chunk, l.cfg.Workers)
+	// Slots bound the threads that read, decode and plan at once, however many workers: there
+	// are GOMAXPROCS of them (at least two), and the writer holds one while it writes. The
+	// decode stage only has to keep ahead of the writer, and on a machine it shares with the
+	// database, a stage that takes every core slows the writer's statements and round trips
+	// more than it gains (measured on two cores: 5-8% of a load); while the writer waits for
+	// a unit, the stage has every core.
+	slots := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 	var decodeTime time.Duration
 
 	g.Go(func() error {
@@ -102,6 +112,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 			defer workers.Done()
 			dec := decode.NewDecoder(decode.Options{Collections: l.cfg.Collections})
 			for c := range chunks {
+				slots <- struct{}{}
 				for i, f := range c.frames {
 					ev, err := dec.Decode(f)
 					if err == nil && ev != nil {
@@ -112,6 +123,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 					c.items[i].ev, c.items[i].err = ev, err
 				}
 				c.frames = nil
+				<-slots
 				c.wg.Done()
 			}
 		}()
@@ -126,11 +138,17 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		running := maps.Clone(marks) // marks as they will be once every earlier unit commits
 		for j := range jobs {
 			t0 := time.Now()
-			rd, err := l.read(gctx, j, running[j.relay], chunks)
+			rd, err := l.read(gctx, j, running[j.relay], chunks, slots)
 			if err != nil {
 				return err
 			}
+			select {
+			case slots <- struct{}{}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
 			p := pl.plan(rd, running[j.relay])
+			<-slots
 			running[j.relay] = p.end
 			decodeTime += time.Since(t0)
 			select {
@@ -150,12 +168,20 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			sum.WaitTime += time.Since(t0)
 			if w == nil {
+				sum.WaitTime += time.Since(t0)
 				return nil
 			}
+			select {
+			case slots <- struct{}{}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			sum.WaitTime += time.Since(t0)
 			t1 := time.Now()
-			if err := l.write(gctx, w, &sum); err != nil {
+			err := l.write(gctx, w, &sum)
+			<-slots
+			if err != nil {
 				return err
 			}
 			sum.WriteTime += time.Since(t1)
@@ -302,21 +328,47 @@ type readResult struct {
 }
 
 // read reads a job's frames and has the workers decode them; frames at or below m are not
-// decoded, only counted.
-func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk) (*readResult, error) {
+// decoded, only counted. It holds a slot while it reads.
+func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk, slots chan struct{}) (*readResult, error) {
 	rd := &readResult{frames: make([]int64, len(j.segs)), unread: make([]int64, len(j.segs))}
+	held := false
+	acquire := func() error {
+		if held {
+			return nil
+		}
+		select {
+		case slots <- struct{}{}:
+			held = true
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	release := func() {
+		if held {
+			<-slots
+			held = false
+		}
+	}
+	defer release()
 	var all []*chunk
 	var wg sync.WaitGroup
 	var cur *chunk
 	var buf []byte
 	var offs []int
+	// A chunk's frames go into one buffer, sized from the chunks before it: grown by append
+	// instead, the buffer's discarded copies were the largest source of garbage of a load.
+	bufHint := 64 << 10
 	flush := func() error {
 		if cur == nil {
 			return nil
 		}
+		bufHint = max(bufHint, len(buf)+len(buf)/4)
+		cur.frames = make([][]byte, 0, len(offs)-1)
 		for i := range offs[:len(offs)-1] {
 			cur.frames = append(cur.frames, buf[offs[i]:offs[i+1]:offs[i+1]])
 		}
+		release()
 		wg.Add(1)
 		select {
 		case chunks <- cur:
@@ -334,6 +386,10 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk) 
 			return nil, fmt.Errorf("open segment %s: %w", s.Name, err)
 		}
 		for {
+			if err := acquire(); err != nil {
+				r.Close()
+				return nil, err
+			}
 			rec, err := r.Next()
 			if err == io.EOF {
 				break
@@ -350,8 +406,9 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk) 
 				continue
 			}
 			if cur == nil {
-				cur = &chunk{wg: &wg}
-				offs = []int{0}
+				cur = &chunk{wg: &wg, items: make([]item, 0, chunkFrames)}
+				offs = make([]int, 1, chunkFrames+1)
+				buf = make([]byte, 0, bufHint)
 			}
 			buf = append(buf, rec.Frame...)
 			offs = append(offs, len(buf))
@@ -368,6 +425,7 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk) 
 	if err := flush(); err != nil {
 		return nil, err
 	}
+	release()
 	wg.Wait()
 	n := 0
 	for _, c := range all {

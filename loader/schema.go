@@ -183,6 +183,73 @@ type schemaInfo struct {
 	// extraKeys names the written tables that have a unique or exclusion index beyond the keys of
 	// SCHEMA.md: only ON CONFLICT DO NOTHING respects those, so their inserts never use anti-joins.
 	extraKeys map[string]bool
+	// direct names the tables that creates may be COPYed into straight (direct.go).
+	direct map[string]bool
+}
+
+// copyTypes are the types of the columns the loader COPYs into straight, by table: s is text
+// or varchar, j jsonb, t timestamp; copy.go writes exactly these.
+var copyTypes = map[string]map[string]byte{
+	"users":   {"did": 's', "handle": 's', "display_name": 's', "description": 's', "avatar_url": 's', "banner_url": 's', "pinned_post": 'j', "profile_record": 'j', "created_at": 't', "indexed_at": 't'},
+	"posts":   {"uri": 's', "cid": 's', "author_did": 's', "text": 's', "parent_uri": 's', "root_uri": 's', "embed": 'j', "facets": 'j', "tags": 'j', "created_at": 't', "indexed_at": 't'},
+	"likes":   {"uri": 's', "user_did": 's', "post_uri": 's', "created_at": 't', "indexed_at": 't'},
+	"reposts": {"uri": 's', "user_did": 's', "post_uri": 's', "created_at": 't', "indexed_at": 't'},
+	"follows": {"uri": 's', "follower_did": 's', "following_did": 's', "created_at": 't', "indexed_at": 't'},
+	"blocks":  {"uri": 's', "blocker_did": 's', "blocked_did": 's', "created_at": 't', "indexed_at": 't'},
+}
+
+// directTables returns the tables the loader may COPY into straight: plain or partitioned
+// tables without row-level security (COPY FROM refuses it) or rules (COPY FROM ignores them),
+// whose written columns have the types copy.go encodes. The others get staging and INSERT.
+func directTables(ctx context.Context, conn *pgx.Conn) (map[string]bool, error) {
+	tables := make([]string, 0, len(copyTypes))
+	for t := range copyTypes {
+		tables = append(tables, t)
+	}
+	rows, err := conn.Query(ctx, `
+SELECT c.relname::text, c.relkind IN ('r', 'p') AND NOT c.relrowsecurity AND NOT c.relhasrules,
+       a.attname::text, format_type(a.atttypid, NULL)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = current_schema() AND c.relname = ANY($1)`, tables)
+	if err != nil {
+		return nil, fmt.Errorf("list column types: %w", err)
+	}
+	ok := map[string]bool{}
+	bad := map[string]bool{}
+	for rows.Next() {
+		var table, column, typ string
+		var plain bool
+		if err := rows.Scan(&table, &plain, &column, &typ); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list column types: %w", err)
+		}
+		want, written := copyTypes[table][column]
+		if !written {
+			continue
+		}
+		fits := false
+		switch typ {
+		case "text", "character varying":
+			fits = want == 's'
+		case "jsonb":
+			fits = want == 'j'
+		case "timestamp without time zone":
+			fits = want == 't'
+		}
+		if !plain || !fits {
+			bad[table] = true
+		}
+		ok[table] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list column types: %w", err)
+	}
+	for t := range bad {
+		delete(ok, t)
+	}
+	return ok, nil
 }
 
 // knownKeys are the unique keys of SCHEMA.md that the loader's anti-joins check.
@@ -293,7 +360,11 @@ GROUP BY i.indexrelid, t.relname, i.indisunique, i.indisexclusion, i.indpred, i.
 			return nil, fmt.Errorf("create index %s: %w", ix.name, err)
 		}
 	}
-	return &schemaInfo{lim: lim, extraKeys: extra}, nil
+	direct, err := directTables(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	return &schemaInfo{lim: lim, extraKeys: extra, direct: direct}, nil
 }
 
 // checkColumns verifies that each table has every column the loader uses and returns the

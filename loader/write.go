@@ -1,9 +1,12 @@
 package loader
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,16 +14,12 @@ import (
 	"github.com/backfill/backfill/decode"
 	"github.com/backfill/backfill/spool"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// stageDDL creates the per-connection staging tables: TEMP (no WAL), no indexes, emptied at
-// every commit or rollback.
+// stageDDL creates the per-connection staging tables of the creates that cannot go straight
+// into their tables (direct.go): TEMP (no WAL), no indexes, emptied at every commit or rollback.
 var stageDDL = []string{
 	`CREATE TEMP TABLE IF NOT EXISTS backfill_stage_users (did text, t timestamp) ON COMMIT DELETE ROWS`,
-	`CREATE TEMP TABLE IF NOT EXISTS backfill_stage_profiles (did text, display_name text, description text, avatar_url text, banner_url text, pinned_post jsonb, profile_record jsonb) ON COMMIT DELETE ROWS`,
-	`CREATE TEMP TABLE IF NOT EXISTS backfill_stage_handles (did text, handle text) ON COMMIT DELETE ROWS`,
-	`CREATE TEMP TABLE IF NOT EXISTS backfill_stage_accounts (did text, active boolean, status text, seq bigint, t timestamp) ON COMMIT DELETE ROWS`,
 	`CREATE TEMP TABLE IF NOT EXISTS backfill_stage_posts (uri text, cid text, author_did text, text text, parent_uri text, root_uri text, embed jsonb, facets jsonb, tags jsonb, created_at timestamp, indexed_at timestamp) ON COMMIT DELETE ROWS`,
 	`CREATE TEMP TABLE IF NOT EXISTS backfill_stage_likes (phase integer, pos bigint, uri text, a text, b text, created_at timestamp, indexed_at timestamp) ON COMMIT DELETE ROWS`,
 	`CREATE TEMP TABLE IF NOT EXISTS backfill_stage_reposts (phase integer, pos bigint, uri text, a text, b text, created_at timestamp, indexed_at timestamp) ON COMMIT DELETE ROWS`,
@@ -71,21 +70,6 @@ func reasonsJSON(m map[decode.Reason]int64) []byte {
 	return b
 }
 
-// nullable returns nil for an empty string so it is stored as NULL.
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func nullableJSON(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return b
-}
-
 func nullableTime(t time.Time) any {
 	if t.IsZero() {
 		return nil
@@ -93,49 +77,34 @@ func nullableTime(t time.Time) any {
 	return t.UTC()
 }
 
-// copyRows COPYs n rows into a staging table; row fills vals for row i.
-func copyRows(ctx context.Context, tx pgx.Tx, table string, cols []string, n int, row func(i int, vals []any)) error {
-	if n == 0 {
-		return nil
-	}
-	vals := make([]any, len(cols))
-	i := 0
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromFunc(func() ([]any, error) {
-		if i >= n {
-			return nil, nil
-		}
-		row(i, vals)
-		i++
-		return vals, nil
-	}))
-	if err != nil {
-		return fmt.Errorf("copy into %s: %w", table, err)
-	}
-	return nil
-}
+// userCols are the columns a direct COPY into users fills.
+var userCols = []string{"did", "handle", "display_name", "description", "avatar_url", "banner_url", "pinned_post", "profile_record", "created_at", "indexed_at"}
+
+// postCols are the columns of posts and of its staging table that the loader fills.
+var postCols = []string{"uri", "cid", "author_did", "text", "parent_uri", "root_uri", "embed", "facets", "tags", "created_at", "indexed_at"}
 
 // attempt runs one transaction for w. On attempts after the first it first checks whether an
 // earlier attempt committed after all (a lost COMMIT reply), and reports done in that case.
 //
-// Inserts skip rows whose keys exist with an anti-join (NOT EXISTS on each unique key) when the
-// staged rows of the statement are known to be pairwise distinct on those keys: unlike ON
-// CONFLICT DO NOTHING this needs no speculative insertion (a token, then a confirmation WAL
-// record per row), which measured 10-15% cheaper on the largest statements and made them
-// about as fast as COPY into the same indexed table. With safe set, or for a table with
-// unique indexes beyond SCHEMA.md's, or for a phase whose creates may collide with each other,
-// ON CONFLICT DO NOTHING is used instead. A row committed by another session between the
+// Round trips of a typical unit: one batch (BEGIN, settings, the reads the plan needs, the
+// updates and deletes that precede every create), one query that COPYs the creates of every
+// table straight into it (direct.go), and one batch (bookkeeping and COMMIT). Creates that
+// cannot go straight in are COPYed into staging tables and inserted from there. Those inserts
+// skip rows whose keys exist with an anti-join (NOT EXISTS on each unique key) when the staged
+// rows of the statement are known to be pairwise distinct on those keys: unlike ON CONFLICT DO
+// NOTHING this needs no speculative insertion (a token, then a confirmation WAL record per
+// row), which measured 10-15% cheaper on the largest statements. With safe set, or for a table
+// with unique indexes beyond SCHEMA.md's, or for a phase whose creates may collide with each
+// other, ON CONFLICT DO NOTHING is used instead. A row committed by another session between the
 // anti-join's snapshot and its insert fails the statement with a unique violation; the unit is
-// then retried with safe set.
+// then retried with safe set, which also turns the direct COPY off.
 func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n int, safe bool) (res txResult, done bool, err error) {
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return res, false, fmt.Errorf("begin: %w", err)
-	}
+	tp := newTxPipe(conn)
 	defer func() {
 		if err != nil {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			if rerr := tx.Rollback(rctx); rerr != nil {
+			if !tp.rollback(rctx) {
 				// The connection state is unknown: drop it, the next attempt reconnects.
 				_ = conn.Close(rctx)
 			}
@@ -149,61 +118,35 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 			firsts[i], lasts[i], sums[i] = s.FirstSeq, s.LastSeq, int64(s.Checksum)
 		}
 		var have int
-		err = tx.QueryRow(ctx, `SELECT count(*) FROM backfill_segments WHERE relay = $1 AND (first_seq, last_seq, checksum) IN (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]))`,
-			w.relay, firsts, lasts, sums).Scan(&have)
-		if err != nil {
+		tp.queue(`SELECT count(*) FROM backfill_segments WHERE relay = $1 AND (first_seq, last_seq, checksum) IN (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]))`,
+			w.relay, firsts, lasts, sums).QueryRow(func(row pgx.Row) error { return row.Scan(&have) })
+		if err = tp.flush(ctx); err != nil {
 			return res, false, fmt.Errorf("check segments: %w", err)
 		}
 		if have == len(w.segs) {
-			return res, true, tx.Rollback(ctx)
+			if !tp.rollback(ctx) {
+				return res, false, errors.New("loader: roll back after a lost commit reply failed")
+			}
+			return res, true, nil
 		}
 		if have != 0 {
 			return res, false, fmt.Errorf("loader: %d of %d segments of one transaction are recorded as loaded", have, len(w.segs))
 		}
 	}
 
-	// Pairs of pre-existing rows that the phase cut needs: one query per table, pipelined.
-	// Joins against staging probe the target's indexes row by row: staging tables have no
-	// statistics, and a hash or merge join would read a whole target table for a few rows.
-	var lookups [numPairTables][]string
-	existing := [numPairTables]map[string]pairKey{}
-	b := &pgx.Batch{}
-	b.Queue(`SET LOCAL enable_hashjoin = off`)
-	b.Queue(`SET LOCAL enable_mergejoin = off`)
-	// The cost estimates of these statements pass jit_above_cost, but compiling them takes longer
-	// than running them.
-	b.Queue(`SET LOCAL jit = off`)
-	for i := range p.pairs {
-		lookups[i] = lookupURIs(p.pairs[i])
-		existing[i] = map[string]pairKey{}
-		if len(lookups[i]) == 0 {
-			continue
-		}
-		m := existing[i]
-		b.Queue(fmt.Sprintf("SELECT uri, %s, %s FROM %s WHERE uri = ANY($1)", pairColumns[i][0], pairColumns[i][1], (TableLikes+Table(i)).String()), lookups[i]).
-			Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var uri string
-					var k pairKey
-					if err := rows.Scan(&uri, &k.a, &k.b); err != nil {
-						return err
-					}
-					m[uri] = k
-				}
-				return rows.Err()
-			})
-	}
-	if err = tx.SendBatch(ctx, b).Close(); err != nil {
-		return res, false, fmt.Errorf("read existing pairs: %w", err)
-	}
-	var phases [numPairTables]phasePlan
-	for i := range p.pairs {
-		phases[i] = cutPhases(p.pairs[i], existing[i])
-		res.phases[i] = phases[i].phases
-	}
+	// Joins probe the target's indexes row by row: staging tables have no statistics, and a
+	// hash or merge join would read a whole target table for a few rows.
+	tp.queue(`SET LOCAL enable_hashjoin = off`)
+	tp.queue(`SET LOCAL enable_mergejoin = off`)
+	// The cost estimates of these statements pass jit_above_cost and parallel_setup_cost, but
+	// compiling them or starting workers takes longer than running them.
+	tp.queue(`SET LOCAL jit = off`)
+	tp.queue(`SET LOCAL max_parallel_workers_per_gather = 0`)
 
-	// Staging.
-	// Users this run already ensured (committed) exist: only the others need the ensure.
+	// Users this run already ensured (committed) exist: only the others need the ensure. Those
+	// that do not exist go straight into users with their final handle and profile; the
+	// handles and profiles of the others are set now, before anything else touches users
+	// (sequential application ensures a user before it sets anything on it).
 	users := p.users
 	if l.known.n > 0 {
 		users = make([]userRow, 0, len(p.users))
@@ -213,178 +156,548 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 			}
 		}
 	}
-	if err = copyRows(ctx, tx, "backfill_stage_users", []string{"did", "t"}, len(users), func(i int, v []any) {
-		v[0], v[1] = users[i].did, users[i].t
-	}); err != nil {
-		return res, false, err
-	}
-	profiles := sortedValues(p.profiles)
-	if err = copyRows(ctx, tx, "backfill_stage_profiles", []string{"did", "display_name", "description", "avatar_url", "banner_url", "pinned_post", "profile_record"}, len(profiles), func(i int, v []any) {
-		r := profiles[i]
-		v[0], v[1], v[2], v[3], v[4], v[5], v[6] = r.did, r.displayName, r.description, r.avatar, r.banner, nullableJSON(r.pinned), nullableJSON(r.record)
-	}); err != nil {
-		return res, false, err
-	}
-	handleDIDs := sortedKeys(p.handles)
-	if err = copyRows(ctx, tx, "backfill_stage_handles", []string{"did", "handle"}, len(handleDIDs), func(i int, v []any) {
-		v[0], v[1] = handleDIDs[i], p.handles[handleDIDs[i]]
-	}); err != nil {
-		return res, false, err
-	}
-	accounts := sortedValues(p.accounts)
-	if err = copyRows(ctx, tx, "backfill_stage_accounts", []string{"did", "active", "status", "seq", "t"}, len(accounts), func(i int, v []any) {
-		a := accounts[i]
-		v[0], v[1], v[2], v[3], v[4] = a.did, a.active, a.status, a.seq, a.t
-	}); err != nil {
-		return res, false, err
-	}
-	var postDeletes []string
-	var postRows []*postState
-	for _, uri := range p.postURIs {
-		st := p.posts[uri]
-		if st.del {
-			postDeletes = append(postDeletes, uri)
-		}
-		if st.row != nil {
-			postRows = append(postRows, st)
+	var userT *target
+	if len(users) > 0 && tp.canCopyDirect() {
+		if mode := l.directMode(TableUsers, safe); mode != modeStaging {
+			userT = l.userTarget(p, users, mode == modeBlind)
+			if mode == modeProbe {
+				userT.queueProbe(tp)
+			}
 		}
 	}
-	if err = copyRows(ctx, tx, "backfill_stage_posts", []string{"uri", "cid", "author_did", "text", "parent_uri", "root_uri", "embed", "facets", "tags", "created_at", "indexed_at"}, len(postRows), func(i int, v []any) {
-		st := postRows[i]
-		r := st.row
-		created := r.CreatedAt
-		if created.IsZero() {
-			created = st.indexed
-		}
-		v[0], v[1], v[2], v[3], v[4], v[5] = r.URI, r.CID, r.AuthorDID, r.Text, nullable(r.ParentURI), nullable(r.RootURI)
-		v[6], v[7], v[8], v[9], v[10] = nullableJSON(r.Embed), nullableJSON(r.Facets), r.Tags, created.UTC(), st.indexed
-	}); err != nil {
-		return res, false, err
+	if userT != nil || len(users) == 0 {
+		l.queueUserUpdates(tp, p, nil, &res.rows[TableUsers])
 	}
-	for i := range phases {
-		rows := phases[i].rows
-		if err = copyRows(ctx, tx, "backfill_stage_"+(TableLikes+Table(i)).String(), pairStageCols, len(rows), func(j int, v []any) {
-			r := rows[j]
-			v[0], v[1], v[2], v[3], v[4], v[5], v[6] = r.phase, r.op.pos, r.op.uri, r.op.key.a, r.op.key.b, r.op.created, r.op.indexed
-		}); err != nil {
-			return res, false, err
+	if len(p.accountList) > 0 {
+		accounts := p.accountList
+		dids, statuses := make([]string, len(accounts)), make([]string, len(accounts))
+		actives, seqs, times := make([]bool, len(accounts)), make([]int64, len(accounts)), make([]time.Time, len(accounts))
+		for i, a := range accounts {
+			dids[i], actives[i], statuses[i], seqs[i], times[i] = a.did, a.active, a.status, a.seq, a.t
+		}
+		tp.queueCount(&res.rows[TableAccounts].Updated, `INSERT INTO backfill_accounts (did, active, status, seq, time) SELECT * FROM unnest($1::text[], $2::boolean[], $3::text[], $4::bigint[], $5::timestamp[]) ON CONFLICT (did) DO UPDATE SET active = EXCLUDED.active, status = EXCLUDED.status, seq = EXCLUDED.seq, time = EXCLUDED.time`,
+			dids, actives, statuses, seqs, times)
+	}
+
+	// Pairs of pre-existing rows that could change the phase cuts made by the planner: read
+	// here for the uris that the first phase does not delete, returned by its deletes for the
+	// others.
+	existing := [numPairTables]map[string]pairKey{}
+	speculative := false
+	readPairs := func(m map[string]pairKey, only map[string]bool, n *int64) func(pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			for rows.Next() {
+				var uri string
+				var k pairKey
+				if err := rows.Scan(&uri, &k.a, &k.b); err != nil {
+					return err
+				}
+				if only == nil || only[uri] {
+					m[uri] = k
+				}
+				if n != nil {
+					*n++
+				}
+			}
+			return rows.Err()
+		}
+	}
+	for i := range p.pairs {
+		if len(p.lookups[i]) == 0 {
+			continue
+		}
+		speculative = true
+		existing[i] = map[string]pairKey{}
+		if len(p.lateLookups[i]) > 0 {
+			tp.queue(fmt.Sprintf("SELECT uri, %s, %s FROM %s WHERE uri = ANY($1)", pairColumns[i][0], pairColumns[i][1], (TableLikes+Table(i)).String()), p.lateLookups[i]).
+				Query(readPairs(existing[i], nil, nil))
 		}
 	}
 
-	// Set-based statements, pipelined in one round trip, in the order sequential application
-	// needs: users are ensured before profiles and handles are set on them.
-	b = &pgx.Batch{}
-	count := func(c *int64) func(pgconn.CommandTag) error {
-		return func(ct pgconn.CommandTag) error { *c += ct.RowsAffected(); return nil }
+	// The deletes that come before every create: those of posts, and those of each pair
+	// table's first phase. The cuts are the planner's until the pre-existing pairs are read (in
+	// the same batch, before the deletes), so the deletes go inside a savepoint that undoes them
+	// if a cut changes.
+	if speculative {
+		tp.savepointCut()
+	}
+	var early [NumTables]RowCount
+	if len(p.postDeletes) > 0 {
+		tp.queueCount(&early[TablePosts].Deleted, `DELETE FROM posts WHERE uri = ANY($1)`, p.postDeletes)
+	}
+	for i := range p.phases {
+		d := p.phases[i].deletes[0]
+		if len(d) == 0 {
+			continue
+		}
+		tab := TableLikes + Table(i)
+		if len(p.lookups[i]) == 0 {
+			tp.queueCount(&early[tab].Deleted, fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1)`, tab), d)
+			continue
+		}
+		// The first deletes run before any create of the unit: they delete pre-existing rows.
+		tp.queue(fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1) RETURNING uri, %s, %s`, tab, pairColumns[i][0], pairColumns[i][1]), d).
+			Query(readPairs(existing[i], p.lookups[i], &early[tab].Deleted))
+	}
+
+	// The creates that follow those deletes: posts, and each pair table's first phase. Probed
+	// now (after the deletes) when their table is backing off.
+	var postT *target
+	if len(p.postRows) > 0 && tp.canCopyDirect() {
+		if mode := l.directMode(TablePosts, safe); mode != modeStaging {
+			postT = postTarget(p.postRows, mode == modeBlind)
+			if mode == modeProbe {
+				postT.queueProbe(tp)
+			}
+		}
+	}
+	phases := p.phases
+	var pairMode [numPairTables]directMode
+	var pairT [numPairTables]*target
+	for i := range phases {
+		if len(phases[i].rows) > 0 {
+			pairMode[i] = l.directMode(TableLikes+Table(i), safe)
+		}
+		if pairMode[i] != modeStaging && !phases[i].ordered[0] && tp.canCopyDirect() {
+			pairT[i] = pairTarget(TableLikes+Table(i), &phases[i], 0, pairMode[i] == modeBlind)
+			if pairT[i] != nil && pairMode[i] == modeProbe {
+				pairT[i].queueProbe(tp)
+			}
+		}
+	}
+	if err = tp.flush(ctx); err != nil {
+		return res, false, fmt.Errorf("read, update and delete: %w", err)
+	}
+
+	recut := false
+	for i := range phases {
+		if phases[i].needsRecut(existing[i]) {
+			phases[i] = cutPhases(p.pairs[i], existing[i])
+			recut = true
+			if pairMode[i] != modeStaging && !phases[i].ordered[0] {
+				pairT[i] = pairTarget(TableLikes+Table(i), &phases[i], 0, pairMode[i] == modeBlind)
+			} else {
+				pairT[i] = nil
+			}
+		}
+		res.phases[i] = phases[i].phases
+	}
+	if recut {
+		// The deletes may belong to later phases now: undo them and send the first phase's;
+		// the probes made after them are void.
+		if err = tp.undoCut(ctx); err != nil {
+			return res, false, err
+		}
+		if len(p.postDeletes) > 0 {
+			tp.queueCount(&res.rows[TablePosts].Deleted, `DELETE FROM posts WHERE uri = ANY($1)`, p.postDeletes)
+		}
+		for i := range phases {
+			if d := phases[i].deletes[0]; len(d) > 0 {
+				tab := TableLikes + Table(i)
+				tp.queueCount(&res.rows[tab].Deleted, fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1)`, tab), d)
+			}
+		}
+		if postT != nil {
+			postT.unprobe()
+		}
+		for _, t := range pairT {
+			if t != nil {
+				t.unprobe()
+			}
+		}
+	} else {
+		for t := range early {
+			res.rows[t].Deleted += early[t].Deleted
+		}
+	}
+
+	// Straight into the tables, as far as they go.
+	var targets []*target
+	for _, t := range append([]*target{userT, postT}, pairT[:]...) {
+		if t != nil {
+			targets = append(targets, t)
+		}
+	}
+	if err = tp.applyDirect(ctx, targets); err != nil {
+		return res, false, err
 	}
 	anti := func(table string) bool { return !safe && !l.schema.extraKeys[table] }
-	if len(users) > 0 {
-		q := `INSERT INTO users (did, handle, created_at, indexed_at) SELECT s.did, 'handle.invalid', s.t, s.t FROM backfill_stage_users AS s`
-		if anti("users") {
-			q += ` WHERE NOT EXISTS (SELECT 1 FROM users AS u WHERE u.did = s.did)`
-		} else {
-			q += ` ON CONFLICT DO NOTHING`
+
+	// Users: what the COPY wrote, or staging.
+	switch {
+	case userT != nil && userT.ok:
+		res.rows[TableUsers].Inserted += userT.rows
+		created := users
+		if userT.probed {
+			created = created[:0:0]
+			for _, i := range userT.kept() {
+				created = append(created, users[i])
+			}
 		}
-		b.Queue(q).Exec(count(&res.rows[TableUsers].Inserted))
+		for _, u := range created {
+			// What the updates would have counted on the row ensured with 'handle.invalid'.
+			if h, ok := p.handles[u.did]; ok && h != "handle.invalid" {
+				res.rows[TableUsers].Updated++
+			}
+			if p.profiles[u.did] != nil {
+				res.rows[TableUsers].Updated++
+			}
+		}
+	case userT != nil:
+		// Another session wrote some of them since the probe: ensure them all, then set on the
+		// rows the COPY was to write what it was to write.
+		if err = l.ensureUsers(ctx, tp, users, anti("users"), &res.rows[TableUsers]); err != nil {
+			return res, false, err
+		}
+		only := map[string]bool{}
+		for _, i := range userT.kept() {
+			only[users[i].did] = true
+		}
+		l.queueUserUpdates(tp, p, only, &res.rows[TableUsers])
+	case len(users) > 0:
+		if err = l.ensureUsers(ctx, tp, users, anti("users"), &res.rows[TableUsers]); err != nil {
+			return res, false, err
+		}
+		l.queueUserUpdates(tp, p, nil, &res.rows[TableUsers])
 	}
-	if len(profiles) > 0 {
-		b.Queue(`UPDATE users AS u SET display_name = s.display_name, description = s.description, avatar_url = s.avatar_url, banner_url = s.banner_url, pinned_post = s.pinned_post, profile_record = s.profile_record FROM backfill_stage_profiles AS s WHERE u.did = s.did`).
-			Exec(count(&res.rows[TableUsers].Updated))
+	if userT != nil {
+		l.targetDone(TableUsers, userT)
 	}
-	if len(handleDIDs) > 0 {
-		b.Queue(`UPDATE users AS u SET handle = s.handle FROM backfill_stage_handles AS s WHERE u.did = s.did AND u.handle IS DISTINCT FROM s.handle`).
-			Exec(count(&res.rows[TableUsers].Updated))
+
+	// Posts: what the COPY wrote, or staging.
+	if postT != nil {
+		l.targetDone(TablePosts, postT)
+		res.rows[TablePosts].Inserted += postT.rows
 	}
-	if len(accounts) > 0 {
-		b.Queue(`INSERT INTO backfill_accounts (did, active, status, seq, time) SELECT did, active, status, seq, t FROM backfill_stage_accounts ON CONFLICT (did) DO UPDATE SET active = EXCLUDED.active, status = EXCLUDED.status, seq = EXCLUDED.seq, time = EXCLUDED.time`).
-			Exec(count(&res.rows[TableAccounts].Updated))
-	}
-	if len(postDeletes) > 0 {
-		b.Queue(`DELETE FROM posts WHERE uri = ANY($1)`, postDeletes).Exec(count(&res.rows[TablePosts].Deleted))
-	}
-	if len(postRows) > 0 {
-		// Each uri appears once (collapsed by uri): no ORDER BY needed, and an anti-join is exact.
+	if len(p.postRows) > 0 && (postT == nil || !postT.ok) {
+		if _, err = tp.copyRows(ctx, "backfill_stage_posts", postCols, len(p.postRows), postRow(p.postRows)); err != nil {
+			return res, false, err
+		}
 		q := `INSERT INTO posts (uri, cid, author_did, text, parent_uri, root_uri, embed, facets, tags, created_at, indexed_at) SELECT s.uri, s.cid, s.author_did, s.text, s.parent_uri, s.root_uri, s.embed, s.facets, s.tags, s.created_at, s.indexed_at FROM backfill_stage_posts AS s`
 		if anti("posts") {
 			q += ` WHERE NOT EXISTS (SELECT 1 FROM posts AS t WHERE t.uri = s.uri)`
 		} else {
 			q += ` ON CONFLICT DO NOTHING`
 		}
-		b.Queue(q).Exec(count(&res.rows[TablePosts].Inserted))
+		tp.queueCount(&res.rows[TablePosts].Inserted, q)
 	}
+
+	// Pair tables: the rest of each, phase by phase.
 	for i := range phases {
-		pl := &phases[i]
-		tab := TableLikes + Table(i)
-		name := tab.String()
-		var perPhase []int
-		if len(pl.rows) > 0 {
-			perPhase = make([]int, pl.phases)
-			for _, r := range pl.rows {
-				perPhase[r.phase]++
-			}
-		}
-		for k := 0; k < pl.phases; k++ {
-			if len(pl.deletes[k]) > 0 {
-				b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1)`, name), pl.deletes[k]).Exec(count(&res.rows[tab].Deleted))
-			}
-			if perPhase == nil || perPhase[k] == 0 {
-				continue
-			}
-			ca, cb := pairColumns[i][0], pairColumns[i][1]
-			q := fmt.Sprintf(`INSERT INTO %s (uri, %s, %s, created_at, indexed_at) SELECT s.uri, s.a, s.b, s.created_at, s.indexed_at FROM backfill_stage_%s AS s`, name, ca, cb, name)
-			var where []string
-			var args []any
-			if pl.phases > 1 {
-				where = append(where, `s.phase = $1`)
-				args = append(args, int32(k))
-			}
-			// Unordered phases hold creates pairwise distinct on uri and pair (phase.go).
-			useAnti := anti(name) && !pl.ordered[k]
-			if useAnti {
-				where = append(where,
-					fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s AS t WHERE t.uri = s.uri)`, name),
-					fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s AS t WHERE t.%s = s.a AND t.%s = s.b)`, name, ca, cb))
-			}
-			if len(where) > 0 {
-				q += ` WHERE ` + strings.Join(where, ` AND `)
-			}
-			if pl.ordered[k] {
-				q += ` ORDER BY s.pos`
-			}
-			if !useAnti {
-				q += ` ON CONFLICT DO NOTHING`
-			}
-			b.Queue(q, args...).Exec(count(&res.rows[tab].Inserted))
+		if err = l.writePairs(ctx, tp, &phases[i], TableLikes+Table(i), safe, pairMode[i], pairT[i], &res.rows[TableLikes+Table(i)]); err != nil {
+			return res, false, err
 		}
 	}
+
+	tp.release()
 	if p.end.seq > p.start.seq {
-		b.Queue(`INSERT INTO firehose_cursor (service, cursor, last_event_time, updated_at) VALUES ($1, $2, $3, now()) ON CONFLICT (service) DO UPDATE SET cursor = EXCLUDED.cursor, last_event_time = EXCLUDED.last_event_time, updated_at = now()`,
+		tp.queue(`INSERT INTO firehose_cursor (service, cursor, last_event_time, updated_at) VALUES ($1, $2, $3, now()) ON CONFLICT (service) DO UPDATE SET cursor = EXCLUDED.cursor, last_event_time = EXCLUDED.last_event_time, updated_at = now()`,
 			l.cfg.Service, strconv.FormatInt(p.end.seq, 10), nullableTime(p.end.time))
-		b.Queue(`INSERT INTO backfill_loader (relay, seq, event_time, updated_at) VALUES ($1, $2, $3, now()) ON CONFLICT (relay) DO UPDATE SET seq = EXCLUDED.seq, event_time = EXCLUDED.event_time, updated_at = now()`,
+		tp.queue(`INSERT INTO backfill_loader (relay, seq, event_time, updated_at) VALUES ($1, $2, $3, now()) ON CONFLICT (relay) DO UPDATE SET seq = EXCLUDED.seq, event_time = EXCLUDED.event_time, updated_at = now()`,
 			w.relay, p.end.seq, nullableTime(p.end.time))
 	}
-	// rows_written is filled after the batch ran, so the segment rows go into a second batch.
-	if err = tx.SendBatch(ctx, b).Close(); err != nil {
-		return res, false, fmt.Errorf("apply staged rows: %w", err)
+	// rows_written is known once every counting statement ran; the segment rows and COMMIT go
+	// in the last batch.
+	if tp.counting {
+		if err = tp.flush(ctx); err != nil {
+			return res, false, fmt.Errorf("apply statements: %w", err)
+		}
 	}
-	b = &pgx.Batch{}
 	rowsJSON := res.rowsJSON()
 	for i, s := range w.segs {
 		c := &p.segCounts[i]
 		skipped, repaired := c.split()
-		b.Queue(`INSERT INTO backfill_segments (relay, first_seq, last_seq, checksum, name, frames, events, rows_written, skipped, repaired, batch_segments) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		tp.queue(`INSERT INTO backfill_segments (relay, first_seq, last_seq, checksum, name, frames, events, rows_written, skipped, repaired, batch_segments) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			w.relay, s.FirstSeq, s.LastSeq, int64(s.Checksum), s.Name, c.frames, c.eventCount(), rowsJSON, reasonsJSON(skipped), reasonsJSON(repaired), len(w.segs))
 	}
-	if err = tx.SendBatch(ctx, b).Close(); err != nil {
-		return res, false, fmt.Errorf("record segments: %w", err)
-	}
 	if l.beforeCommit != nil {
+		if err = tp.flush(ctx); err != nil {
+			return res, false, fmt.Errorf("record segments: %w", err)
+		}
 		if err = l.beforeCommit(ctx, conn); err != nil {
 			return res, false, err
 		}
 	}
-	if err = tx.Commit(ctx); err != nil {
-		return res, false, fmt.Errorf("commit: %w", err)
+	tp.queue(`COMMIT`)
+	if err = tp.flush(ctx); err != nil {
+		return res, false, fmt.Errorf("record segments and commit: %w", err)
 	}
 	return res, false, nil
+}
+
+// targetDone records how the direct COPY of t into tab went.
+func (l *Loader) targetDone(tab Table, t *target) {
+	l.directDone(tab, t.wasBlind && !t.blindFailed, t.blindFailed, t.staging)
+}
+
+// userTarget returns the creates of the users that may not exist yet, with their final handle
+// and profile.
+func (l *Loader) userTarget(p *unitPlan, users []userRow, blind bool) *target {
+	return &target{
+		table: "users", cols: userCols, n: len(users),
+		row: func(i int, r *copyRow) {
+			u := users[i]
+			r.start(10)
+			r.text(u.did)
+			if h, ok := p.handles[u.did]; ok {
+				r.text(h)
+			} else {
+				r.text("handle.invalid")
+			}
+			if ps := p.profiles[u.did]; ps != nil {
+				r.textPtr(ps.displayName)
+				r.textPtr(ps.description)
+				r.textPtr(ps.avatar)
+				r.textPtr(ps.banner)
+				r.jsonb(ps.pinned)
+				r.jsonb(ps.record)
+			} else {
+				r.null()
+				r.null()
+				r.null()
+				r.null()
+				r.null()
+				r.null()
+			}
+			r.timestamp(u.t)
+			r.timestamp(u.t)
+		},
+		probe: probeByKey("users", "did"),
+		args: func() []any {
+			dids := make([]string, len(users))
+			for i, u := range users {
+				dids[i] = u.did
+			}
+			return []any{dids}
+		},
+		blind: blind, wasBlind: blind,
+	}
+}
+
+// postRow encodes the rows of posts (and of its staging table).
+func postRow(rows []*postState) func(i int, r *copyRow) {
+	return func(i int, r *copyRow) {
+		st := rows[i]
+		pr := st.row
+		created := pr.CreatedAt
+		if created.IsZero() {
+			created = st.indexed
+		}
+		r.start(11)
+		r.text(pr.URI)
+		r.text(pr.CID)
+		r.text(pr.AuthorDID)
+		r.text(pr.Text)
+		r.textOrNull(pr.ParentURI)
+		r.textOrNull(pr.RootURI)
+		r.jsonb(pr.Embed)
+		r.jsonb(pr.Facets)
+		r.jsonb(pr.Tags)
+		r.timestamp(created.UTC())
+		r.timestamp(st.indexed)
+	}
+}
+
+// postTarget returns the creates of posts.
+func postTarget(rows []*postState, blind bool) *target {
+	return &target{
+		table: "posts", cols: postCols, n: len(rows), row: postRow(rows),
+		probe: probeByKey("posts", "uri"),
+		args: func() []any {
+			uris := make([]string, len(rows))
+			for i, st := range rows {
+				uris[i] = st.row.URI
+			}
+			return []any{uris}
+		},
+		blind: blind, wasBlind: blind,
+	}
+}
+
+// pairTarget returns the creates of phase k of a pair table, nil when there are none.
+func pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target {
+	rows := pl.phaseRows(k)
+	if len(rows) == 0 {
+		return nil
+	}
+	name := tab.String()
+	cols := pairColumns[tab-TableLikes]
+	return &target{
+		table: name, cols: []string{"uri", cols[0], cols[1], "created_at", "indexed_at"}, n: len(rows),
+		row: func(j int, r *copyRow) {
+			op := rows[j].op
+			r.start(5)
+			r.text(op.uri)
+			r.text(op.key.a)
+			r.text(op.key.b)
+			r.timestamp(op.created)
+			r.timestamp(op.indexed)
+		},
+		probe: probePairs(name, cols),
+		args: func() []any {
+			uris, as, bs := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
+			for i, r := range rows {
+				uris[i], as[i], bs[i] = r.op.uri, r.op.key.a, r.op.key.b
+			}
+			return []any{uris, as, bs}
+		},
+		blind: blind, wasBlind: blind,
+	}
+}
+
+// queueUserUpdates queues the profile and handle updates of the unit's users (of those in only,
+// when it is not nil), counting the rows they change into rc.
+func (l *Loader) queueUserUpdates(tp *txPipe, p *unitPlan, only map[string]bool, rc *RowCount) {
+	var profiles []*profileSet
+	for _, r := range p.profileList {
+		if only == nil || only[r.did] {
+			profiles = append(profiles, r)
+		}
+	}
+	if len(profiles) > 0 {
+		dids := make([]string, len(profiles))
+		names, descs, avatars, banners := make([]*string, len(profiles)), make([]*string, len(profiles)), make([]*string, len(profiles)), make([]*string, len(profiles))
+		pinned, records := make([][]byte, len(profiles)), make([][]byte, len(profiles))
+		for i, r := range profiles {
+			dids[i], names[i], descs[i], avatars[i], banners[i], pinned[i], records[i] = r.did, r.displayName, r.description, r.avatar, r.banner, r.pinned, r.record
+		}
+		tp.queueCount(&rc.Updated, `UPDATE users AS u SET display_name = s.display_name, description = s.description, avatar_url = s.avatar_url, banner_url = s.banner_url, pinned_post = s.pinned_post, profile_record = s.profile_record
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) AS s(did, display_name, description, avatar_url, banner_url, pinned_post, profile_record) WHERE u.did = s.did`,
+			dids, names, descs, avatars, banners, pinned, records)
+	}
+	var dids, handles []string
+	for _, did := range p.handleDIDs {
+		if only == nil || only[did] {
+			dids = append(dids, did)
+			handles = append(handles, p.handles[did])
+		}
+	}
+	if len(dids) > 0 {
+		tp.queueCount(&rc.Updated, `UPDATE users AS u SET handle = s.handle FROM unnest($1::text[], $2::text[]) AS s(did, handle) WHERE u.did = s.did AND u.handle IS DISTINCT FROM s.handle`,
+			dids, handles)
+	}
+}
+
+// ensureUsers ensures users through staging: the rows that do not exist get 'handle.invalid'
+// and their first naming event's time.
+func (l *Loader) ensureUsers(ctx context.Context, tp *txPipe, users []userRow, anti bool, rc *RowCount) error {
+	if _, err := tp.copyRows(ctx, "backfill_stage_users", []string{"did", "t"}, len(users), func(i int, r *copyRow) {
+		r.start(2)
+		r.text(users[i].did)
+		r.timestamp(users[i].t)
+	}); err != nil {
+		return err
+	}
+	q := `INSERT INTO users (did, handle, created_at, indexed_at) SELECT s.did, 'handle.invalid', s.t, s.t FROM backfill_stage_users AS s`
+	if anti {
+		q += ` WHERE NOT EXISTS (SELECT 1 FROM users AS u WHERE u.did = s.did)`
+	} else {
+		q += ` ON CONFLICT DO NOTHING`
+	}
+	tp.queueCount(&rc.Inserted, q)
+	return nil
+}
+
+// phaseRows returns the creates of phase k; pl.rows are in pos order, so phase by phase.
+func (pl *phasePlan) phaseRows(k int) []phasedRow {
+	cmpPhase := func(r phasedRow, k int32) int { return cmp.Compare(r.phase, k) }
+	lo, _ := slices.BinarySearchFunc(pl.rows, int32(k), cmpPhase)
+	hi, _ := slices.BinarySearchFunc(pl.rows, int32(k+1), cmpPhase)
+	return pl.rows[lo:hi]
+}
+
+// writePairs applies the rest of one pair table's phases, after its first phase's deletes and,
+// when first is not nil, the direct COPY of the first phase's creates: each later phase's
+// deletes, then each phase's creates, straight into the table as mode says when the phase's
+// creates are pairwise distinct (unordered), and through staging otherwise.
+func (l *Loader) writePairs(ctx context.Context, tp *txPipe, pl *phasePlan, tab Table, safe bool, mode directMode, first *target, rc *RowCount) error {
+	name := tab.String()
+	cols := pairColumns[tab-TableLikes]
+	var tried bool
+	var sum target // the outcome of the table's direct COPYs
+	note := func(t *target) {
+		tried = true
+		sum.wasBlind = sum.wasBlind || t.wasBlind
+		sum.blindFailed = sum.blindFailed || t.blindFailed
+		sum.staging = sum.staging || t.staging
+		if t.blindFailed {
+			mode = modeProbe // for the later phases
+		}
+	}
+	staged := false
+	for k := range pl.phases {
+		if k > 0 && len(pl.deletes[k]) > 0 {
+			tp.queueCount(&rc.Deleted, fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1)`, name), pl.deletes[k])
+		}
+		rows := pl.phaseRows(k)
+		if len(rows) == 0 {
+			continue
+		}
+		t := first
+		if k > 0 {
+			t = nil
+			if mode != modeStaging && !pl.ordered[k] && tp.canCopyDirect() {
+				t = pairTarget(tab, pl, k, mode == modeBlind)
+				if err := tp.applyDirect(ctx, []*target{t}); err != nil {
+					return err
+				}
+			}
+		}
+		if t != nil {
+			note(t)
+			if t.ok {
+				rc.Inserted += t.rows
+				continue
+			}
+		}
+		if !staged {
+			// The rows of this phase and the later ones; each insert picks its phase's.
+			rest := pl.rows[slices.IndexFunc(pl.rows, func(r phasedRow) bool { return r.phase >= int32(k) }):]
+			if _, err := tp.copyRows(ctx, "backfill_stage_"+name, pairStageCols, len(rest), func(j int, r *copyRow) {
+				pr := rest[j]
+				r.start(7)
+				r.int4(pr.phase)
+				r.int8(pr.op.pos)
+				r.text(pr.op.uri)
+				r.text(pr.op.key.a)
+				r.text(pr.op.key.b)
+				r.timestamp(pr.op.created)
+				r.timestamp(pr.op.indexed)
+			}); err != nil {
+				return err
+			}
+			staged = true
+		}
+		q := fmt.Sprintf(`INSERT INTO %s (uri, %s, %s, created_at, indexed_at) SELECT s.uri, s.a, s.b, s.created_at, s.indexed_at FROM backfill_stage_%s AS s`, name, cols[0], cols[1], name)
+		var where []string
+		var args []any
+		if pl.phases > 1 {
+			where = append(where, `s.phase = $1`)
+			args = append(args, int32(k))
+		}
+		extra := l.schema.extraKeys[name]
+		// Unordered phases hold creates pairwise distinct on uri and pair (phase.go).
+		useAnti := !safe && !extra && !pl.ordered[k]
+		if useAnti {
+			where = append(where,
+				fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s AS t WHERE t.uri = s.uri)`, name),
+				fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s AS t WHERE t.%s = s.a AND t.%s = s.b)`, name, cols[0], cols[1]))
+		}
+		if len(where) > 0 {
+			q += ` WHERE ` + strings.Join(where, ` AND `)
+		}
+		if pl.ordered[k] || extra {
+			// Creates that may collide with each other (on SCHEMA.md's keys or on the table's
+			// own): the first in seq order wins, as in sequential application.
+			q += ` ORDER BY s.pos`
+		}
+		if !useAnti {
+			q += ` ON CONFLICT DO NOTHING`
+		}
+		tp.queueCount(&rc.Inserted, q, args...)
+	}
+	if tried {
+		l.targetDone(tab, &sum)
+	}
+	return nil
 }
