@@ -20,11 +20,12 @@ import (
 
 // LoadFlags are the options of stage two.
 type LoadFlags struct {
-	DatabaseURL string   `help:"PostgreSQL URL of the AppView database (required)." env:"DATABASE_URL"`
-	Workers     int      `help:"Decode goroutines." default:"4"`
-	BatchSize   int      `help:"Most sealed segments per transaction when segments are small (a transaction also stops at 32 MiB of frames); 1 means one segment per transaction. It never splits a segment." default:"100"`
-	Collections []string `help:"Only these record types (post, like, repost, follow, block, profile, or their NSIDs); empty means all." sep:","`
-	ServiceName string   `help:"The firehose_cursor row this tool keeps its progress in." default:"backfill" env:"BACKFILL_SERVICE_NAME"`
+	DatabaseURL   string   `help:"PostgreSQL URL of the AppView database (required)." env:"DATABASE_URL"`
+	Workers       int      `help:"Decode goroutines." default:"4"`
+	BatchSize     int      `help:"Most sealed segments per transaction once it holds 1 MiB of frames (a transaction stops growing at 8 MiB); 1 means one segment per transaction. It never splits a segment." default:"100"`
+	Collections   []string `help:"Only these record types (post, like, repost, follow, block, profile, or their NSIDs); empty means all." sep:","`
+	ServiceName   string   `help:"The firehose_cursor row this tool keeps its progress in." default:"backfill" env:"BACKFILL_SERVICE_NAME"`
+	MaxLoadEvents float64  `name:"max-load-events-per-sec" help:"Cap on events/s committed to the database, to run beside a live service; 0 means no cap." default:"0"`
 }
 
 // LoadCmd is `backfill load`.
@@ -84,6 +85,9 @@ func (f LoadFlags) config(g *Globals) (loader.Config, error) {
 	if f.Workers < 1 {
 		return loader.Config{}, fmt.Errorf("--workers %d: need at least 1", f.Workers)
 	}
+	if f.MaxLoadEvents < 0 {
+		return loader.Config{}, fmt.Errorf("--max-load-events-per-sec %v: must not be negative", f.MaxLoadEvents)
+	}
 	if f.BatchSize < 1 {
 		return loader.Config{}, fmt.Errorf("--batch-size %d: need at least 1", f.BatchSize)
 	}
@@ -92,12 +96,13 @@ func (f LoadFlags) config(g *Globals) (loader.Config, error) {
 		return loader.Config{}, err
 	}
 	return loader.Config{
-		DatabaseURL: f.DatabaseURL,
-		Service:     f.ServiceName,
-		Workers:     f.Workers,
-		BatchSize:   f.BatchSize,
-		Collections: cols,
-		Logger:      g.logger,
+		DatabaseURL:     f.DatabaseURL,
+		Service:         f.ServiceName,
+		Workers:         f.Workers,
+		BatchSize:       f.BatchSize,
+		Collections:     cols,
+		Logger:          g.logger,
+		MaxEventsPerSec: f.MaxLoadEvents,
 	}, nil
 }
 

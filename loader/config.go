@@ -39,6 +39,9 @@ type Config struct {
 	Until       time.Time           // events at or after this time are skipped; zero means no upper bound
 	Logger      *slog.Logger        // debug lines for skipped input; nil discards them
 	Retry       RetryPolicy         // retries of a transaction on transient database errors
+	// MaxEventsPerSec caps the committed event rate, so a backfill can run beside a live
+	// service; the writer waits after a commit that got ahead of it. 0 means no cap.
+	MaxEventsPerSec float64
 }
 
 // RetryPolicy says how often and how patiently a transaction is retried on transient errors.

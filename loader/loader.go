@@ -34,6 +34,9 @@ type Loader struct {
 	conn  *pgx.Conn  // nil or closed after a lost connection; reopened on demand
 	known didSet     // DIDs ensured in users by this run's commits (writer goroutine only)
 
+	rateStart  time.Time // first commit under MaxEventsPerSec (writer goroutine only)
+	rateEvents int64     // events committed since rateStart
+
 	// The direct COPY's back-off and outcomes by table, reset at each Run (writer goroutine only).
 	directState  [NumTables]directState
 	directCounts [NumTables]directCounts

@@ -503,7 +503,38 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 	for _, u := range p.users {
 		l.known.add(u.did)
 	}
-	return nil
+	var unitEvents int64
+	for i := range p.segCounts {
+		for _, n := range p.segCounts[i].events {
+			unitEvents += n
+		}
+	}
+	return l.throttle(ctx, unitEvents)
+}
+
+// throttle keeps the committed event rate under Config.MaxEventsPerSec by waiting after a
+// commit for as long as the events committed so far are ahead of the allowed rate.
+func (l *Loader) throttle(ctx context.Context, events int64) error {
+	if l.cfg.MaxEventsPerSec <= 0 {
+		return nil
+	}
+	if l.rateStart.IsZero() {
+		l.rateStart = time.Now()
+	}
+	l.rateEvents += events
+	due := time.Duration(float64(l.rateEvents) / l.cfg.MaxEventsPerSec * float64(time.Second))
+	wait := due - time.Since(l.rateStart)
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // knownCap bounds the DIDs a run remembers as present in users (about 80 bytes each).
