@@ -14,15 +14,17 @@ ci:
 
 # Fetch benchmark: fetch vs. bare websocket read, indigo consumer, read+compress ceiling
 bench-fetch:
-    go test -run '^$' -bench BenchmarkFetch -benchtime 1x -timeout 30m ./firehose/
+    go test -run '^$' -bench BenchmarkFetch -benchtime 1x -timeout 30m .
 
 # Load benchmark: load vs. raw COPY ceiling vs. row-by-row floor
 bench-load:
-    go test -run '^$' -bench BenchmarkLoad -benchtime 1x -timeout 60m ./loader/
+    go test -run '^$' -bench BenchmarkLoadLarge -benchtime 1x -bench-naive 30s -timeout 80m .
 
 # Fuzz every decoder of untrusted bytes for a minute each
 fuzz:
-    go test -run '^$' -fuzz FuzzPeekHeader -fuzztime 60s ./decode/
-    go test -run '^$' -fuzz FuzzDecode -fuzztime 60s ./decode/
-    go test -run '^$' -fuzz FuzzReader -fuzztime 60s ./spool/
-    go test -run '^$' -fuzz FuzzRecover -fuzztime 60s ./spool/
+    go test -run '^$' -fuzz '^FuzzPeekHeader$' -fuzztime 60s -fuzzminimizetime 2s ./decode/
+    go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime 60s -fuzzminimizetime 2s ./decode/
+    go test -run '^$' -fuzz '^FuzzRecord$' -fuzztime 60s -fuzzminimizetime 2s ./decode/
+    go test -run '^$' -fuzz '^FuzzReader$' -fuzztime 60s -fuzzminimizetime 2s ./spool/
+    go test -run '^$' -fuzz '^FuzzRecover$' -fuzztime 60s -fuzzminimizetime 2s ./spool/
+    go test -run '^$' -fuzz '^FuzzChunkPayload$' -fuzztime 60s -fuzzminimizetime 2s ./spool/
