@@ -97,8 +97,7 @@ type fetchJob struct {
 	host    string
 	started time.Time
 	state   fetchState
-	done    chan struct{} // closed when run returns
-	prev    fetchSnap     // the progress display's previous reading
+	prev    fetchSnap // the progress display's previous reading
 
 	resumeFrom int64 // --resume with an empty spool: the loaded cursor to go on from
 }
@@ -129,7 +128,7 @@ func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchF
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	j := &fetchJob{log: log, flags: ff, dir: sf.Spool, spool: sp, host: host, done: make(chan struct{}), resumeFrom: resumeFrom}
+	j := &fetchJob{log: log, flags: ff, dir: sf.Spool, spool: sp, host: host, resumeFrom: resumeFrom}
 	if err := j.plan(ctx, endpoint); err != nil {
 		sp.Close()
 		return nil, err
@@ -233,7 +232,6 @@ func (j *fetchJob) plan(ctx context.Context, endpoint *url.URL) error {
 
 // run fetches and seals; the final seal and state write run even after ctx is cancelled.
 func (j *fetchJob) run(ctx context.Context) (err error) {
-	defer close(j.done)
 	j.started = time.Now()
 	j.state = fetchState{Relay: j.host, Status: "running", PID: os.Getpid(), StartedAt: j.started, Head: j.cfg.Head, StopSeq: j.cfg.StopSeq}
 	if err := j.saveState(); err != nil {
@@ -285,12 +283,13 @@ func zstdLevel(l int) zstd.EncoderLevel {
 func (j *fetchJob) name() string { return "fetch" }
 
 // fetchSnap is what the previous view saw, for rates.
-type fetchSnap struct{ frames, bytesIn, disk, seq int64 }
+type fetchSnap struct{ frames, bytesIn, raw, disk, seq int64 }
 
 func (j *fetchJob) snapshot() fetchSnap {
 	s := fetchSnap{frames: j.stats.Frames.Load(), bytesIn: j.stats.BytesIn.Load(), seq: j.stats.LastSeq.Load()}
 	if j.writer != nil {
-		s.disk = j.writer.Stats().DiskBytes
+		ws := j.writer.Stats()
+		s.raw, s.disk = ws.RawBytes, ws.DiskBytes
 	}
 	return s
 }
@@ -301,11 +300,8 @@ func (j *fetchJob) view(dt time.Duration) (done, total int64, line string, attrs
 	j.prev = now
 	st := &j.stats
 	var ratio float64
-	if j.writer != nil {
-		ws := j.writer.Stats()
-		if ws.DiskBytes > 0 {
-			ratio = float64(ws.RawBytes) / float64(ws.DiskBytes)
-		}
+	if now.disk > 0 {
+		ratio = float64(now.raw) / float64(now.disk)
 	}
 	var evt time.Time
 	if us := st.LastTime.Load(); us != 0 {

@@ -109,14 +109,25 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	return err
 }
 
+// connectDB opens one connection for a short read; its error names the DSN with the password
+// masked, and never repeats the DSN as given.
+func connectDB(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		safe := loader.RedactDSN(dsn)
+		return nil, fmt.Errorf("connect to %s: %s", safe, strings.ReplaceAll(err.Error(), dsn, safe))
+	}
+	return conn, nil
+}
+
 // readCursor reads firehose_cursor.cursor for service; ok is false when there is no such row
 // or table.
 func readCursor(ctx context.Context, dsn, service string) (seq int64, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
+	conn, err := connectDB(ctx, dsn)
 	if err != nil {
-		return 0, false, fmt.Errorf("connect to %s: %w", loader.RedactDSN(dsn), errors.New(strings.ReplaceAll(err.Error(), dsn, loader.RedactDSN(dsn))))
+		return 0, false, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var exists bool

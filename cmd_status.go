@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/backfill/backfill/loader"
 	"github.com/backfill/backfill/spool"
@@ -162,9 +159,9 @@ func readDBStatus(ctx context.Context, dsn string) *dbStatus {
 	d := &dbStatus{URL: loader.RedactDSN(dsn), loaded: map[string]bool{}}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
+	conn, err := connectDB(ctx, dsn)
 	if err != nil {
-		d.Error = "connect: " + redactIn(err.Error(), dsn)
+		d.Error = err.Error()
 		return d
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
@@ -238,11 +235,4 @@ func readDBStatus(ctx context.Context, dsn string) *dbStatus {
 		}
 	}
 	return d
-}
-
-func redactIn(msg, dsn string) string {
-	if r := loader.RedactDSN(dsn); r != dsn {
-		return strings.ReplaceAll(msg, dsn, r)
-	}
-	return msg
 }

@@ -206,7 +206,7 @@ func (f *fetcher) run(ctx context.Context) error {
 		}
 		f.st.Reconnects.Add(1)
 		f.cfg.Logger.Warn("relay connection lost; reconnecting", "err", re.why, "resume_after", f.last)
-		if err := sleep(ctx, f.backoff(0)); err != nil {
+		if err := sleep(ctx, f.backoff()); err != nil {
 			return err
 		}
 	}
@@ -226,7 +226,7 @@ func (f *fetcher) connect(ctx context.Context, cursor *int64) (*Conn, error) {
 		if errors.As(err, &de) && de.Permanent() {
 			return nil, fmt.Errorf("%w: %v (the relay refuses this request; check --relay-url)", ErrPermanent, err)
 		}
-		wait := f.backoff(0)
+		wait := f.backoff()
 		if de != nil && de.RetryAfter > 0 {
 			f.st.RetryAfters.Add(1)
 			wait = max(wait, de.RetryAfter)
@@ -239,7 +239,7 @@ func (f *fetcher) connect(ctx context.Context, cursor *int64) (*Conn, error) {
 }
 
 // backoff returns the next wait: exponential with full jitter, reset by a productive session.
-func (f *fetcher) backoff(int) time.Duration {
+func (f *fetcher) backoff() time.Duration {
 	d := f.cfg.MinBackoff << min(f.attempts, 16)
 	if d > f.cfg.MaxBackoff || d <= 0 {
 		d = f.cfg.MaxBackoff
