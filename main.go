@@ -52,7 +52,22 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// tuneGC trades memory the process does not need for CPU the database does: a load keeps a
+// small live heap (two units in flight) and allocates fast, so the default GOGC=100 spent
+// about a core-second in ten on collections. GOGC=300 collects a third as often; a soft limit
+// of 320 MiB makes the collector work harder well before the heap could near the 500 MB a load
+// may take. GOGC and GOMEMLIMIT in the environment win.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(300)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(320 << 20)
+	}
+}
+
 func run(args []string) int {
+	tuneGC()
 	var cli CLI
 	parser, err := kong.New(&cli,
 		kong.Name("backfill"),

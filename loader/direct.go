@@ -3,6 +3,8 @@ package loader
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -10,17 +12,22 @@ import (
 // Direct COPY: a unit's creates go straight into their table when that is exactly what
 // sequential application does.
 //
-// The creates of users (one per DID), of posts (collapsed by uri) and of an unordered phase of a
-// pair table (phase.go) are pairwise distinct on every unique key of SCHEMA.md, and they follow
-// the deletes that precede them; sequential application skips exactly the creates whose key
-// already exists at that point. So:
-//   - blind: a COPY of all of them that succeeds met no existing key, and its result is the
+// The creates of users (one per DID), of posts (collapsed by uri) and of one phase of a pair
+// table (phase.go) follow the deletes that precede them, and sequential application applies
+// them in pos order, skipping each create whose uri or pair exists at that point: in a row that
+// was there before, or in one an earlier create of the same phase wrote. target.kept works that
+// out in memory from what the writer knows exists (probed keys) and takes every other key not
+// to exist; the kept creates are pairwise distinct on every unique key, so one COPY writes
+// them, in any order. So:
+//   - blind: a COPY of the kept creates that succeeds met no existing key, and its result is the
 //     sequential one. When one existed, the COPY fails with a unique violation inside a
-//     savepoint; rolling back to it undoes the COPY alone, and the creates are probed.
+//     savepoint; rolling back to it undoes the COPY alone, and the creates are probed. Creates
+//     whose keys an earlier unit of the run wrote (suspects, from seenKeys) are probed before
+//     the blind COPY, in the statements' first batch.
 //   - probed: one statement reads which creates' keys exist (index probes, in the transaction,
-//     after the deletes), and a COPY writes the others.
+//     after the deletes), and a COPY writes the kept ones.
 //   - staging: should that COPY still meet a key (another session committed it in between), the
-//     creates go through a staging table and an anti-join insert, which skips existing keys.
+//     creates go through a staging table and an insert that skips existing keys.
 //
 // A user's create carries the handle and profile the unit ends with: sequential application
 // inserts it with 'handle.invalid' and then sets them, and the unit's updates of handles and
@@ -117,82 +124,167 @@ func (l *Loader) directDone(tab Table, blindOK, blindFailed, staged bool) {
 	}
 }
 
+// exist says which of a create's keys a probe found in its table.
+type exist uint8
+
+const (
+	existKey  exist = 1 << iota // the uri (the did in users)
+	existPair                   // the pair, in a pair table
+)
+
 // target is a set of creates on their way straight into a table: a table's creates in a unit,
 // or one phase's.
+//
+// Which creates the COPY writes is sequential application worked out in memory: in pos order,
+// a create is written unless its key or pair exists when it comes, whether in a row that was
+// there before (known from a probe) or in one an earlier create of the target writes. Keys no
+// probe looked at are taken not to exist: the COPY checks that, failing when one does.
 type target struct {
 	table string
 	cols  []string
 	n     int
 	row   func(i int, r *copyRow) // encodes create i
-	probe string                  // a query returning the ordinals (from 1) of the creates whose keys exist
-	args  func() []any            // its arguments
+	// key returns create i's key, and its pair when the target is a pair table's (pairs set).
+	key   func(i int) (string, pairKey)
+	pairs bool
+	probe string            // a query returning (ordinal from 1, key exists, pair exists) of the creates it is given whose keys exist
+	args  func([]int) []any // the probe's arguments for the creates of idx, in that order
 
-	blind       bool         // COPY them all first
-	wasBlind    bool         // the unit started with a blind COPY
-	probed      bool         // drop holds the creates whose keys exist
-	drop        map[int]bool // by index
-	ok          bool         // the creates are applied
-	staging     bool         // they must go through staging
-	rows        int64        // rows inserted
-	blindFailed bool         // a blind COPY met an existing key
+	// suspects are creates whose key or pair an earlier unit of this run wrote (seenKeys): they
+	// are probed even before a blind COPY, which then rarely meets an existing key.
+	suspects []int
+
+	blind       bool          // COPY them all first (after the suspects' probe)
+	wasBlind    bool          // the unit started with a blind COPY
+	probed      bool          // every create was probed
+	probedSome  bool          // the suspects were probed
+	found       map[int]exist // what the probes found, by index
+	ok          bool          // the creates are applied
+	staging     bool          // they must go through staging
+	rows        int64         // rows inserted
+	blindFailed bool          // a blind COPY met an existing key
 }
 
-// kept returns the indexes of the creates the COPY writes.
+// kept returns the indexes of the creates the COPY writes, in order: the creates in pos order
+// whose key and pair neither a probe found nor an earlier kept create takes.
 func (t *target) kept() []int {
-	keep := make([]int, 0, t.n-len(t.drop))
-	for i := range t.n {
-		if !t.drop[i] {
-			keep = append(keep, i)
+	keep := make([]int, 0, t.n)
+	if !t.pairs {
+		// Keys pairwise distinct (users by did, posts by uri): only probes drop creates.
+		for i := range t.n {
+			if t.found[i] == 0 {
+				keep = append(keep, i)
+			}
 		}
+		return keep
+	}
+	keys := make(map[string]struct{}, t.n)
+	pairs := make(map[pairKey]struct{}, t.n)
+	for i, e := range t.found {
+		k, pk := t.key(i)
+		if e&existKey != 0 {
+			keys[k] = struct{}{}
+		}
+		if e&existPair != 0 {
+			pairs[pk] = struct{}{}
+		}
+	}
+	for i := range t.n {
+		k, pk := t.key(i)
+		if _, ok := keys[k]; ok {
+			continue
+		}
+		if _, ok := pairs[pk]; ok {
+			continue
+		}
+		keys[k], pairs[pk] = struct{}{}, struct{}{}
+		keep = append(keep, i)
 	}
 	return keep
 }
 
-// queueProbe queues the read of which creates' keys exist.
-func (t *target) queueProbe(tp *txPipe) {
-	t.probed, t.drop = true, map[int]bool{}
-	drop := t.drop
-	tp.queue(t.probe, t.args()...).Query(func(rows pgx.Rows) error {
+// queueProbe queues the read of which keys of the creates of idx (all when nil) exist.
+func (t *target) queueProbe(tp *txPipe, idx []int) {
+	if idx == nil {
+		t.probed = true
+		idx = make([]int, t.n)
+		for i := range idx {
+			idx[i] = i
+		}
+	}
+	t.probedSome = true
+	if t.found == nil {
+		t.found = map[int]exist{}
+	}
+	found := t.found
+	tp.probing = true
+	tp.queue(t.probe, t.args(idx)...).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			var i int64
-			if err := rows.Scan(&i); err != nil {
+			var j int64
+			var key, pair bool
+			if err := rows.Scan(&j, &key, &pair); err != nil {
 				return err
 			}
-			drop[int(i-1)] = true
+			if j < 1 || int(j) > len(idx) {
+				return fmt.Errorf("loader: probe of %s returned ordinal %d of %d", t.table, j, len(idx))
+			}
+			var e exist
+			if key {
+				e |= existKey
+			}
+			if pair {
+				e |= existPair
+			}
+			found[idx[j-1]] = e
 		}
 		return rows.Err()
 	})
 }
 
-// unprobe forgets a probe made before statements that changed the table.
-func (t *target) unprobe() { t.probed, t.drop = false, nil }
-
-// copy returns the target's COPY: every create, or when probed the ones whose keys do not exist.
-func (t *target) copy() *directCopy {
-	c := &directCopy{table: t.table, cols: t.cols, n: t.n, row: t.row}
-	if t.probed {
-		keep := t.kept()
-		c.n = len(keep)
-		c.row = func(i int, r *copyRow) { t.row(keep[i], r) }
+// queueSuspects queues the probe of the suspects, if any and not probed yet.
+func (t *target) queueSuspects(tp *txPipe) {
+	if len(t.suspects) > 0 && !t.probedSome {
+		t.queueProbe(tp, t.suspects)
 	}
-	return c
+}
+
+// unprobe forgets the probes made before statements that changed the table.
+func (t *target) unprobe() { t.probed, t.probedSome, t.found = false, false, nil }
+
+// copy returns the target's COPY: the creates kept, in key order. The creates of a COPY are
+// pairwise distinct on every key, so their order changes nothing but where rows land: in key
+// order, consecutive inserts meet the same index pages (the uri starts with the author's did,
+// so the author's and the pair's indexes follow too), which costs the server fewer buffer
+// reads, evictions and full-page writes than inserts all over every index.
+func (t *target) copy() *directCopy {
+	keep := t.kept()
+	slices.SortFunc(keep, func(i, j int) int {
+		ki, _ := t.key(i)
+		kj, _ := t.key(j)
+		return strings.Compare(ki, kj)
+	})
+	return &directCopy{table: t.table, cols: t.cols, n: len(keep), row: func(i int, r *copyRow) { t.row(keep[i], r) }}
 }
 
 // applyDirect writes the targets' creates straight into their tables, after the queued
-// statements: blind targets COPY them all, the others are probed first (unless they were) and
-// COPY the rest; a blind COPY that meets an existing key is undone, probed and COPYed again.
-// It takes one round trip for the COPYs and one more for each round of probes. Targets left
-// with staging set must go through staging.
+// statements: blind targets COPY them all (less the suspects a probe found), the others are
+// probed first (unless they were) and COPY the rest; a blind COPY that meets an existing key is
+// undone, probed and COPYed again. It takes one round trip for the COPYs and one more for each
+// round of probes not queued with earlier statements. Targets left with staging set must go
+// through staging.
 func (tp *txPipe) applyDirect(ctx context.Context, targets []*target) error {
 	for range 2 {
-		probes := false
 		for _, t := range targets {
-			if !t.ok && !t.staging && !t.blind && !t.probed {
-				t.queueProbe(tp)
-				probes = true
+			if t.ok || t.staging {
+				continue
+			}
+			if !t.blind && !t.probed {
+				t.queueProbe(tp, nil)
+			} else {
+				t.queueSuspects(tp)
 			}
 		}
-		if probes {
+		if tp.probing {
 			if err := tp.flush(ctx); err != nil {
 				return fmt.Errorf("probe keys: %w", err)
 			}
@@ -240,12 +332,13 @@ func (tp *txPipe) applyDirect(ctx context.Context, targets []*target) error {
 // probeByKey is the probe of creates with one key column: the ordinals of those whose key
 // exists in table.
 func probeByKey(table, col string) string {
-	return fmt.Sprintf(`SELECT s.i FROM unnest($1::text[]) WITH ORDINALITY AS s(k, i) WHERE EXISTS (SELECT 1 FROM %s AS t WHERE t.%s = s.k)`, table, col)
+	return fmt.Sprintf(`SELECT s.i, true, false FROM unnest($1::text[]) WITH ORDINALITY AS s(k, i) WHERE EXISTS (SELECT 1 FROM %s AS t WHERE t.%s = s.k)`, table, col)
 }
 
 // probePairs is the probe of a pair table's creates: the ordinals of those whose uri or pair
-// exists. Scalar subqueries rather than EXISTS: the planner may run an EXISTS as a hashed
-// subplan, which reads the whole table, where a few index lookups per row are what it takes.
+// exists, and which. Scalar subqueries rather than EXISTS: the planner may run an EXISTS as a
+// hashed subplan, which reads the whole table, where a few index lookups per row are what it
+// takes. OFFSET 0 keeps the subqueries from being evaluated again in the outer WHERE.
 func probePairs(table string, cols [2]string) string {
-	return fmt.Sprintf(`SELECT s.i FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS s(uri, a, b, i) WHERE (SELECT true FROM %[1]s AS t WHERE t.uri = s.uri LIMIT 1) OR (SELECT true FROM %[1]s AS t WHERE t.%[2]s = s.a AND t.%[3]s = s.b LIMIT 1)`, table, cols[0], cols[1])
+	return fmt.Sprintf(`SELECT i, k, p FROM (SELECT s.i, (SELECT true FROM %[1]s AS t WHERE t.uri = s.uri LIMIT 1) IS NOT NULL AS k, (SELECT true FROM %[1]s AS t WHERE t.%[2]s = s.a AND t.%[3]s = s.b LIMIT 1) IS NOT NULL AS p FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS s(uri, a, b, i) OFFSET 0) AS x WHERE k OR p`, table, cols[0], cols[1])
 }

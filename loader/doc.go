@@ -20,6 +20,7 @@
 //     commit; the staging path.
 //   - direct.go: the direct COPY of creates into their tables (blind or after a probe of the
 //     existing keys), why it is exact, and its per-table back-off.
+//   - seen.go: the filter of keys the run wrote, whose creates are probed before a blind COPY.
 //   - pipe.go: txPipe, a transaction's statements in few round trips: batches, and several
 //     COPYs (with their savepoints) in one query.
 //   - copy.go: the binary COPY encoding of the loader's few column types.
@@ -52,19 +53,24 @@
 // that COPYs the creates of every table straight into it, each in its own savepoint, then one
 // batch with the cursor, the high-water mark, the segments and COMMIT: three round trips. The
 // planner cuts the phases beforehand; the writer cuts again only when a pre-existing pair can
-// change the cut. A direct COPY is exact because the creates it carries are pairwise distinct
-// on every unique key and sequential application skips exactly those whose key exists: when one
-// exists, the COPY fails inside its savepoint, the existing keys are read, and a second COPY
-// writes the others (direct.go). Users that may not exist are COPYed with their final handle
-// and profile. Staging (TEMP tables created once per connection, ON COMMIT DELETE ROWS) and
-// INSERT ... SELECT remain for ordered phases (creates that collide with each other), tables
-// with unique indexes beyond SCHEMA.md's or other column types, a unit retried after a unique
-// violation, and creates that a concurrent writer raced; they skip existing keys with NOT
-// EXISTS anti-joins, or ON CONFLICT DO NOTHING (ORDER BY pos) where rows may collide. Hash and
-// merge joins, parallel plans and JIT are off in these transactions: staging tables have no
-// statistics, and index probes are what the statements need. DIDs ensured by an earlier commit
-// of the same run are not ensured again (users rows are never deleted by the loader; the memory
-// is bounded and reset at each Run).
+// change the cut. Which creates of a table (or phase) the COPY carries is sequential application
+// worked out in memory: in pos order, a create is kept unless a kept one before it, or a row
+// known to exist, holds its uri or pair; the kept creates are pairwise distinct on every unique
+// key and go in key order (kinder to the indexes). The COPY is exact because sequential
+// application skips exactly the creates whose key exists: when one exists that the writer did
+// not know of, the COPY fails inside its savepoint, the existing keys are read, and a second
+// COPY writes the others (direct.go). Creates whose uri or pair an earlier unit of the run wrote
+// (a Bloom filter remembers them, seen.go) are probed in the first batch, so a load into empty
+// tables rarely fails a COPY. Users that may not exist are COPYed with their final handle and
+// profile. Staging (TEMP tables created once per connection, ON COMMIT DELETE ROWS) and INSERT
+// ... SELECT remain for tables with unique indexes beyond SCHEMA.md's or other column types, a
+// unit retried after a unique violation, and creates that a concurrent writer raced; they skip
+// existing keys with NOT EXISTS anti-joins, or ON CONFLICT DO NOTHING (ORDER BY pos) where rows
+// may collide. Hash and merge joins, sequential scans, parallel plans and JIT are off in these
+// transactions: every statement finds its rows by key, staging tables have no statistics, and
+// tables that grew since their last ANALYZE get plans for small tables. DIDs ensured by an
+// earlier commit of the same run are not ensured again (users rows are never deleted by the
+// loader; the memory is bounded and reset at each Run).
 //
 // Progress: a segment in backfill_segments (same relay, first and last seq, checksum) is never
 // loaded again, and frames at or below the relay's high-water mark (backfill_loader) are skipped,

@@ -40,6 +40,7 @@ type Loader struct {
 	// The direct COPY's back-off and outcomes by table, reset at each Run (writer goroutine only).
 	directState  [NumTables]directState
 	directCounts [NumTables]directCounts
+	seen         seenKeys     // keys the committed units of this loader created
 	direct       directPolicy // tests only change it
 
 	minBatchBytes int64 // raw bytes a transaction takes even past BatchSize segments (tests lower it)

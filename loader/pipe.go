@@ -26,6 +26,7 @@ type txPipe struct {
 	cutOpen   bool // backfill_cut is queued or taken
 	direct    bool // backfill_direct is taken
 	counting  bool // a queued statement counts rows into the unit's result
+	probing   bool // a probe of a direct COPY's keys is queued
 	copyQuery strings.Builder
 }
 
@@ -59,7 +60,7 @@ func (p *txPipe) flush(ctx context.Context) error {
 		return nil
 	}
 	b := p.b
-	p.b, p.counting = nil, false
+	p.b, p.counting, p.probing = nil, false, false
 	return p.conn.SendBatch(ctx, b).Close()
 }
 

@@ -46,8 +46,14 @@ type job struct {
 type chunk struct {
 	items  []item
 	frames [][]byte
+	buf    *[]byte // the frames' bytes, back to framePool once decoded
 	wg     *sync.WaitGroup
 }
+
+// framePool recycles the buffers that hold a chunk's frames: decoded events do not refer to
+// their frame's bytes (TestDecodeDoesNotAliasFrame), and a fresh buffer per chunk had the
+// runtime zero about as many bytes as the spool holds.
+var framePool sync.Pool
 
 // Run loads every sealed segment of dir that is not loaded yet, in FirstSeq order. With a
 // non-nil follow it keeps listing dir every 500 ms until follow reports the producer finished
@@ -123,6 +129,8 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 					c.items[i].ev, c.items[i].err = ev, err
 				}
 				c.frames = nil
+				framePool.Put(c.buf)
+				c.buf = nil
 				<-slots
 				c.wg.Done()
 			}
@@ -368,6 +376,7 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk, 
 		for i := range offs[:len(offs)-1] {
 			cur.frames = append(cur.frames, buf[offs[i]:offs[i+1]:offs[i+1]])
 		}
+		*cur.buf = buf
 		release()
 		wg.Add(1)
 		select {
@@ -408,7 +417,12 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk, 
 			if cur == nil {
 				cur = &chunk{wg: &wg, items: make([]item, 0, chunkFrames)}
 				offs = make([]int, 1, chunkFrames+1)
-				buf = make([]byte, 0, bufHint)
+				cur.buf, _ = framePool.Get().(*[]byte)
+				if cur.buf == nil || cap(*cur.buf) < bufHint {
+					b := make([]byte, 0, bufHint)
+					cur.buf = &b
+				}
+				buf = (*cur.buf)[:0]
 			}
 			buf = append(buf, rec.Frame...)
 			offs = append(offs, len(buf))
@@ -503,6 +517,7 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 	for _, u := range p.users {
 		l.known.add(u.did)
 	}
+	l.seen.addUnit(p)
 	var unitEvents int64
 	for i := range p.segCounts {
 		for _, n := range p.segCounts[i].events {

@@ -134,10 +134,13 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		}
 	}
 
-	// Joins probe the target's indexes row by row: staging tables have no statistics, and a
-	// hash or merge join would read a whole target table for a few rows.
+	// Every statement here finds its rows by key, and wants the index: staging tables have no
+	// statistics, a hash or merge join would read a whole target table for a few rows, and on
+	// tables that grew since they were last analyzed the planner takes a sequential scan that
+	// compares each row with each of a few thousand uris of "uri = ANY($1)".
 	tp.queue(`SET LOCAL enable_hashjoin = off`)
 	tp.queue(`SET LOCAL enable_mergejoin = off`)
+	tp.queue(`SET LOCAL enable_seqscan = off`)
 	// The cost estimates of these statements pass jit_above_cost and parallel_setup_cost, but
 	// compiling them or starting workers takes longer than running them.
 	tp.queue(`SET LOCAL jit = off`)
@@ -161,7 +164,7 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		if mode := l.directMode(TableUsers, safe); mode != modeStaging {
 			userT = l.userTarget(p, users, mode == modeBlind)
 			if mode == modeProbe {
-				userT.queueProbe(tp)
+				userT.queueProbe(tp, nil)
 			}
 		}
 	}
@@ -245,9 +248,11 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 	var postT *target
 	if len(p.postRows) > 0 && tp.canCopyDirect() {
 		if mode := l.directMode(TablePosts, safe); mode != modeStaging {
-			postT = postTarget(p.postRows, mode == modeBlind)
+			postT = l.postTarget(p.postRows, mode == modeBlind)
 			if mode == modeProbe {
-				postT.queueProbe(tp)
+				postT.queueProbe(tp, nil)
+			} else {
+				postT.queueSuspects(tp)
 			}
 		}
 	}
@@ -258,10 +263,14 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		if len(phases[i].rows) > 0 {
 			pairMode[i] = l.directMode(TableLikes+Table(i), safe)
 		}
-		if pairMode[i] != modeStaging && !phases[i].ordered[0] && tp.canCopyDirect() {
-			pairT[i] = pairTarget(TableLikes+Table(i), &phases[i], 0, pairMode[i] == modeBlind)
-			if pairT[i] != nil && pairMode[i] == modeProbe {
-				pairT[i].queueProbe(tp)
+		if pairMode[i] != modeStaging && tp.canCopyDirect() {
+			pairT[i] = l.pairTarget(TableLikes+Table(i), &phases[i], 0, pairMode[i] == modeBlind)
+			switch {
+			case pairT[i] == nil:
+			case pairMode[i] == modeProbe:
+				pairT[i].queueProbe(tp, nil)
+			default:
+				pairT[i].queueSuspects(tp)
 			}
 		}
 	}
@@ -274,8 +283,8 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		if phases[i].needsRecut(existing[i]) {
 			phases[i] = cutPhases(p.pairs[i], existing[i])
 			recut = true
-			if pairMode[i] != modeStaging && !phases[i].ordered[0] {
-				pairT[i] = pairTarget(TableLikes+Table(i), &phases[i], 0, pairMode[i] == modeBlind)
+			if pairMode[i] != modeStaging {
+				pairT[i] = l.pairTarget(TableLikes+Table(i), &phases[i], 0, pairMode[i] == modeBlind)
 			} else {
 				pairT[i] = nil
 			}
@@ -284,7 +293,7 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 	}
 	if recut {
 		// The deletes may belong to later phases now: undo them and send the first phase's;
-		// the probes made after them are void.
+		// the probes made after them are void (applyDirect probes again).
 		if err = tp.undoCut(ctx); err != nil {
 			return res, false, err
 		}
@@ -327,14 +336,8 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 	switch {
 	case userT != nil && userT.ok:
 		res.rows[TableUsers].Inserted += userT.rows
-		created := users
-		if userT.probed {
-			created = created[:0:0]
-			for _, i := range userT.kept() {
-				created = append(created, users[i])
-			}
-		}
-		for _, u := range created {
+		for _, i := range userT.kept() {
+			u := users[i]
 			// What the updates would have counted on the row ensured with 'handle.invalid'.
 			if h, ok := p.handles[u.did]; ok && h != "handle.invalid" {
 				res.rows[TableUsers].Updated++
@@ -462,11 +465,12 @@ func (l *Loader) userTarget(p *unitPlan, users []userRow, blind bool) *target {
 			r.timestamp(u.t)
 			r.timestamp(u.t)
 		},
+		key:   func(i int) (string, pairKey) { return users[i].did, pairKey{} },
 		probe: probeByKey("users", "did"),
-		args: func() []any {
-			dids := make([]string, len(users))
-			for i, u := range users {
-				dids[i] = u.did
+		args: func(idx []int) []any {
+			dids := make([]string, len(idx))
+			for j, i := range idx {
+				dids[j] = users[i].did
 			}
 			return []any{dids}
 		},
@@ -499,31 +503,47 @@ func postRow(rows []*postState) func(i int, r *copyRow) {
 }
 
 // postTarget returns the creates of posts.
-func postTarget(rows []*postState, blind bool) *target {
-	return &target{
+func (l *Loader) postTarget(rows []*postState, blind bool) *target {
+	t := &target{
 		table: "posts", cols: postCols, n: len(rows), row: postRow(rows),
+		key:   func(i int) (string, pairKey) { return rows[i].row.URI, pairKey{} },
 		probe: probeByKey("posts", "uri"),
-		args: func() []any {
-			uris := make([]string, len(rows))
-			for i, st := range rows {
-				uris[i] = st.row.URI
+		args: func(idx []int) []any {
+			uris := make([]string, len(idx))
+			for j, i := range idx {
+				uris[j] = rows[i].row.URI
 			}
 			return []any{uris}
 		},
 		blind: blind, wasBlind: blind,
 	}
+	for i, st := range rows {
+		if l.seen.mayHave(TablePosts, st.row.URI, pairKey{}) {
+			t.suspects = append(t.suspects, i)
+		}
+	}
+	return t
 }
 
 // pairTarget returns the creates of phase k of a pair table, nil when there are none.
-func pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target {
+func (l *Loader) pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target {
 	rows := pl.phaseRows(k)
 	if len(rows) == 0 {
 		return nil
 	}
 	name := tab.String()
 	cols := pairColumns[tab-TableLikes]
+	var suspects []int
+	for i, r := range rows {
+		if l.seen.mayHave(tab, r.op.uri, r.op.key) {
+			suspects = append(suspects, i)
+		}
+	}
 	return &target{
-		table: name, cols: []string{"uri", cols[0], cols[1], "created_at", "indexed_at"}, n: len(rows),
+		suspects: suspects,
+		pairs:    true,
+		key:      func(i int) (string, pairKey) { return rows[i].op.uri, rows[i].op.key },
+		table:    name, cols: []string{"uri", cols[0], cols[1], "created_at", "indexed_at"}, n: len(rows),
 		row: func(j int, r *copyRow) {
 			op := rows[j].op
 			r.start(5)
@@ -534,10 +554,10 @@ func pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target {
 			r.timestamp(op.indexed)
 		},
 		probe: probePairs(name, cols),
-		args: func() []any {
-			uris, as, bs := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
-			for i, r := range rows {
-				uris[i], as[i], bs[i] = r.op.uri, r.op.key.a, r.op.key.b
+		args: func(idx []int) []any {
+			uris, as, bs := make([]string, len(idx)), make([]string, len(idx)), make([]string, len(idx))
+			for j, i := range idx {
+				uris[j], as[j], bs[j] = rows[i].op.uri, rows[i].op.key.a, rows[i].op.key.b
 			}
 			return []any{uris, as, bs}
 		},
@@ -636,8 +656,8 @@ func (l *Loader) writePairs(ctx context.Context, tp *txPipe, pl *phasePlan, tab 
 		t := first
 		if k > 0 {
 			t = nil
-			if mode != modeStaging && !pl.ordered[k] && tp.canCopyDirect() {
-				t = pairTarget(tab, pl, k, mode == modeBlind)
+			if mode != modeStaging && tp.canCopyDirect() {
+				t = l.pairTarget(tab, pl, k, mode == modeBlind)
 				if err := tp.applyDirect(ctx, []*target{t}); err != nil {
 					return err
 				}
