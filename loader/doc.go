@@ -33,8 +33,9 @@
 // time, with the rules of SCHEMA.md. Choices the contract leaves open: Since is inclusive and
 // Until exclusive; an event without a time takes the previous event's time in seq order (across
 // segments and runs, through backfill_loader.event_time), and is skipped as no_time when there
-// is none; an update whose new record did not decode is skipped whole (the old row stays); the
-// repo DID of a commit is ensured in users even when all its ops are skipped or filtered; the DID
+// is none; an update is a delete then a create, so when its new record gives no row (it did
+// not decode, its block is missing, a value is too long) the old row is gone all the same, as
+// the repository no longer holds it (a profile's columns are cleared); the repo DID of a commit is ensured in users even when all its ops are skipped or filtered; the DID
 // of a like's or repost's subject is ensured only when the subject URI's authority is a DID;
 // identifiers longer than their column are skipped (too_long) and a too long display name is
 // cut (truncated), instead of failing the transaction on every retry.

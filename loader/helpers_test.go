@@ -91,6 +91,7 @@ type tOp struct {
 	displayName *string           // profile
 	description *string           // profile
 	rec         cbg.CBORMarshaler // the whole record, when set: overrides the fields above
+	bad         bool              // rec does not decode as the collection's record: the op gives no row
 }
 
 func (o tOp) uri(did string) string { return "at://" + did + "/" + o.coll + "/" + o.rkey }

@@ -131,6 +131,13 @@ func (m *model) op(did string, o tOp, t time.Time) {
 			return
 		}
 		u := m.users[did]
+		if o.bad {
+			// An update replaces the profile with nothing; a create changes nothing.
+			if o.action == "update" {
+				u.displayName, u.description, u.hasRecord = nil, nil, false
+			}
+			return
+		}
 		if o.action == "delete" {
 			u.displayName, u.description, u.hasRecord = nil, nil, false
 		} else {
@@ -140,7 +147,7 @@ func (m *model) op(did string, o tOp, t time.Time) {
 		if o.action != "create" {
 			delete(m.posts, uri)
 		}
-		if o.action != "delete" {
+		if o.action != "delete" && !o.bad {
 			if _, ok := m.posts[uri]; !ok {
 				m.posts[uri] = mPost{cid: "", author: did, text: o.text, created: created, indexed: t}
 			}
@@ -150,7 +157,7 @@ func (m *model) op(did string, o tOp, t time.Time) {
 		if o.action != "create" {
 			delete(tab, uri)
 		}
-		if o.action == "delete" {
+		if o.action == "delete" || o.bad {
 			return
 		}
 		named := o.subject

@@ -333,25 +333,37 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 		return // decode counted it (bad_action)
 	}
 	del := op.Action == decode.ActionDelete
+	// An update replaces the record: the old row goes even when the new record gives none (it
+	// did not decode, or cannot be stored), as the repository no longer holds the old one.
+	update := op.Action == decode.ActionUpdate
 	switch col {
 	case decode.CollectionPost:
 		st := u.posts[op.URI]
-		if del {
+		deletePost := func() {
 			if st == nil {
 				st = &postState{}
 				u.posts[op.URI] = st
 				u.postURIs = append(u.postURIs, op.URI)
 			}
 			st.del, st.row = true, nil
+		}
+		if del {
+			deletePost()
 			return
 		}
 		r := op.Post
 		if r == nil {
+			if update {
+				deletePost()
+			}
 			return // the record did not decode: counted by decode
 		}
 		for _, f := range [...]struct{ col, v string }{{"uri", op.URI}, {"cid", r.CID}, {"author_did", r.AuthorDID}, {"parent_uri", r.ParentURI}, {"root_uri", r.RootURI}} {
 			if !p.lim.fits("posts", f.col, f.v) {
 				p.skip(c, ev.Seq, ReasonTooLong, op.URI, "posts."+f.col)
+				if update {
+					deletePost()
+				}
 				return
 			}
 		}
@@ -389,12 +401,18 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 			key, created, named = pairKey{op.Follow.ActorDID, op.Follow.SubjectDID}, op.Follow.CreatedAt, op.Follow.SubjectDID
 			cols = [2]string{"blocker_did", "blocked_did"}
 		default:
+			if update {
+				u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI})
+			}
 			return // the record did not decode: counted by decode
 		}
 		name := tab.String()
 		if !p.lim.fits(name, "uri", op.URI) || !p.lim.fits(name, cols[0], key.a) || !p.lim.fits(name, cols[1], key.b) ||
 			(named != "" && !p.lim.fits("users", "did", named)) {
 			p.skip(c, ev.Seq, ReasonTooLong, op.URI, name)
+			if update && p.lim.fits(name, "uri", op.URI) {
+				u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI})
+			}
 			return
 		}
 		if named != "" {
@@ -418,6 +436,9 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 		}
 		r := op.Profile
 		if r == nil {
+			if update {
+				u.profiles[ev.DID] = &profileSet{did: ev.DID}
+			}
 			return // the record did not decode: counted by decode
 		}
 		ps := &profileSet{did: ev.DID, description: r.Description, avatar: r.AvatarCID, banner: r.BannerCID, pinned: r.PinnedPost, record: r.Record}

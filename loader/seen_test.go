@@ -15,7 +15,9 @@ func TestSeenKeys(t *testing.T) {
 	}
 	const n = 100_000
 	uri := func(i int) string { return fmt.Sprintf("at://did:plc:u%d/app.bsky.feed.like/%d", i%977, i) }
-	pair := func(i int) pairKey { return pairKey{fmt.Sprintf("did:plc:u%d", i%977), fmt.Sprintf("at://did:plc:p/app.bsky.feed.post/%d", i)} }
+	pair := func(i int) pairKey {
+		return pairKey{fmt.Sprintf("did:plc:u%d", i%977), fmt.Sprintf("at://did:plc:p/app.bsky.feed.post/%d", i)}
+	}
 	for i := range n {
 		s.add(TableLikes, uri(i), pair(i))
 		s.add(TablePosts, fmt.Sprintf("at://did:plc:p/app.bsky.feed.post/%d", i), pairKey{})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backfill/backfill/decode"
+	"github.com/bluesky-social/indigo/api/bsky"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -76,6 +77,28 @@ func TestSemantics(t *testing.T) {
 				commitEv(2, alice, op("delete", nsLike, "l1", "")),
 			},
 			checks: map[string][]string{"SELECT uri FROM likes": nil},
+		},
+		{
+			// An update is a delete then a create: a new record that gives no row leaves none.
+			name: "updates whose new record does not decode, in the same segment",
+			evs:  badUpdates(),
+			checks: map[string][]string{
+				"SELECT uri FROM posts":   {post(alice, "p2")},
+				"SELECT uri FROM likes":   nil,
+				"SELECT uri FROM follows": nil,
+				"SELECT coalesce(display_name, 'NULL') FROM users WHERE did = 'did:plc:alice'": {"NULL"},
+			},
+		},
+		{
+			name: "updates whose new record does not decode, in a later segment",
+			evs:  badUpdates(),
+			cuts: []int{0},
+			checks: map[string][]string{
+				"SELECT uri FROM posts":   {post(alice, "p2")},
+				"SELECT uri FROM likes":   nil,
+				"SELECT uri FROM follows": nil,
+				"SELECT coalesce(display_name, 'NULL') FROM users WHERE did = 'did:plc:alice'": {"NULL"},
+			},
 		},
 		{
 			name: "delete of a row created in an earlier segment",
@@ -350,6 +373,20 @@ func TestSemantics(t *testing.T) {
 				t.Errorf("database differs from the sequential model:\n%s", d)
 			}
 		})
+	}
+}
+
+// badUpdates creates a post, a like, a follow and a profile, then updates each with a record
+// of another type (bad_record), and creates a second post and a bad one.
+func badUpdates() []tEvent {
+	wrong := &bsky.FeedThreadgate{LexiconTypeID: nsOther, CreatedAt: testCreated, Post: post(alice, "p1")}
+	bad := func(o tOp) tOp { o.action, o.rec, o.bad = "update", wrong, true; return o }
+	return []tEvent{
+		commitEv(1, alice, postOp("create", "p1", "one"), postOp("create", "p2", "two"), op("create", nsLike, "l1", post(bob, "p1")),
+			op("create", nsFollow, "f1", carol), profileOp("create", "Alice")),
+		commitEv(2, alice, bad(postOp("create", "p1", "")), bad(op("create", nsLike, "l1", post(bob, "p1"))),
+			bad(op("create", nsFollow, "f1", carol)), bad(profileOp("create", "")),
+			tOp{action: "create", coll: nsPost, rkey: "p3", rec: wrong, bad: true}),
 	}
 }
 
