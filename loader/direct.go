@@ -147,8 +147,11 @@ type target struct {
 	// key returns create i's key, and its pair when the target is a pair table's (pairs set).
 	key   func(i int) (string, pairKey)
 	pairs bool
-	probe string            // a query returning (ordinal from 1, key exists, pair exists) of the creates it is given whose keys exist
-	args  func([]int) []any // the probe's arguments for the creates of idx, in that order
+	// byKey lists the creates in key order; when nil, keySorted says they are in key order.
+	byKey     []int32
+	keySorted bool
+	probe     string            // a query returning (ordinal from 1, key exists, pair exists) of the creates it is given whose keys exist
+	args      func([]int) []any // the probe's arguments for the creates of idx, in that order
 
 	// suspects are creates whose key or pair an earlier unit of this run wrote (seenKeys): they
 	// are probed even before a blind COPY, which then rarely meets an existing key.
@@ -251,18 +254,33 @@ func (t *target) queueSuspects(tp *txPipe) {
 // unprobe forgets the probes made before statements that changed the table.
 func (t *target) unprobe() { t.probed, t.probedSome, t.found = false, false, nil }
 
-// copy returns the target's COPY: the creates kept, in key order. The creates of a COPY are
-// pairwise distinct on every key, so their order changes nothing but where rows land: in key
-// order, consecutive inserts meet the same index pages (the uri starts with the author's did,
-// so the author's and the pair's indexes follow too), which costs the server fewer buffer
-// reads, evictions and full-page writes than inserts all over every index.
+// copy returns the target's COPY: the creates kept, in key order (byKey, or the creates' own
+// order when keySorted). The creates of a COPY are pairwise distinct on every key, so their
+// order changes nothing but where rows land: in key order, consecutive inserts meet the same
+// index pages (the uri starts with the author's did, so the author's and the pair's indexes
+// follow too), which costs the server fewer buffer reads, evictions and full-page writes than
+// inserts all over every index. The planner sorts, off the writer's path.
 func (t *target) copy() *directCopy {
 	keep := t.kept()
-	slices.SortFunc(keep, func(i, j int) int {
-		ki, _ := t.key(i)
-		kj, _ := t.key(j)
-		return strings.Compare(ki, kj)
-	})
+	switch {
+	case t.byKey != nil:
+		kept := make([]bool, t.n)
+		for _, i := range keep {
+			kept[i] = true
+		}
+		keep = keep[:0]
+		for _, i := range t.byKey {
+			if kept[i] {
+				keep = append(keep, int(i))
+			}
+		}
+	case !t.keySorted:
+		slices.SortFunc(keep, func(i, j int) int {
+			ki, _ := t.key(i)
+			kj, _ := t.key(j)
+			return strings.Compare(ki, kj)
+		})
+	}
 	return &directCopy{table: t.table, cols: t.cols, n: len(keep), row: func(i int, r *copyRow) { t.row(keep[i], r) }}
 }
 

@@ -1,5 +1,10 @@
 package loader
 
+import (
+	"slices"
+	"strings"
+)
+
 // Phases: how a pair table's ops become a few set-based statements with the exact result of
 // applying them one at a time.
 //
@@ -31,6 +36,7 @@ type phasePlan struct {
 	ordered []bool      // per phase: creates may conflict with each other, so ORDER BY pos matters
 	phases  int
 	pairs   map[pairKey]int // the pair of every create (dropped or not)
+	byKey   [][]int32       // per phase: the indexes into phaseRows(k) in uri order, for the COPY
 }
 
 // needsRecut reports whether the pre-existing pairs in existing can change a cut made without
@@ -152,5 +158,15 @@ func cutPhases(ops []pairOp, existing map[string]pairKey) phasePlan {
 	}
 	pl.phases = phase + 1
 	pl.pairs = lastPair
+	pl.byKey = make([][]int32, pl.phases)
+	for k := range pl.phases {
+		rows := pl.phaseRows(k)
+		order := make([]int32, len(rows))
+		for i := range order {
+			order[i] = int32(i)
+		}
+		slices.SortFunc(order, func(i, j int32) int { return strings.Compare(rows[i].op.uri, rows[j].op.uri) })
+		pl.byKey[k] = order
+	}
 	return pl
 }

@@ -3,6 +3,7 @@ package loader
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -37,6 +38,7 @@ type pairOp struct {
 	key     pairKey
 	created time.Time
 	indexed time.Time
+	uh, ph  keyHash // a create's uri and pair in the filter of written keys (seen.go)
 }
 
 // postState is the net effect of a unit's ops on one post uri: delete the row (del), then insert
@@ -45,6 +47,7 @@ type postState struct {
 	del     bool
 	row     *decode.PostRow
 	indexed time.Time
+	hash    keyHash // the uri in the filter of written keys (seen.go), set with row
 }
 
 type userRow struct {
@@ -79,8 +82,8 @@ type unitPlan struct {
 	start     mark     // the relay mark before the unit
 	end       mark     // the relay mark after the unit
 
-	users    []userRow // ensured users, first naming event's time
-	userIdx  map[string]int
+	users    []userRow              // ensured users, first naming event's time
+	named    map[string]struct{}    // the DIDs in users
 	profiles map[string]*profileSet // last profile op per DID; nil fields clear
 	handles  map[string]string      // last handle per DID
 	accounts map[string]*accountRow // last account event per DID
@@ -146,7 +149,7 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 		segCounts: make([]counts, len(rd.frames)),
 		start:     m,
 		users:     make([]userRow, 0, n/2),
-		userIdx:   make(map[string]int, n/2),
+		named:     make(map[string]struct{}, n/2),
 		profiles:  map[string]*profileSet{},
 		handles:   map[string]string{},
 		accounts:  map[string]*accountRow{},
@@ -259,9 +262,13 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 			u.postDeletes = append(u.postDeletes, uri)
 		}
 		if st.row != nil {
+			st.hash = uriHash(TablePosts, uri)
 			u.postRows = append(u.postRows, st)
 		}
 	}
+	// Creates are COPYed in key order (target.copy); sorted here, off the writer's path.
+	slices.SortFunc(u.postRows, func(a, b *postState) int { return strings.Compare(a.row.URI, b.row.URI) })
+	slices.SortFunc(u.users, func(a, b userRow) int { return strings.Compare(a.did, b.did) })
 	u.profileList = sortedValues(u.profiles)
 	u.handleDIDs = sortedKeys(u.handles)
 	u.accountList = sortedValues(u.accounts)
@@ -311,10 +318,10 @@ func validDID(s string) bool {
 
 // ensure records that did is named at time t; the first time in the unit wins.
 func (u *unitPlan) ensure(did string, t time.Time) {
-	if _, ok := u.userIdx[did]; ok {
+	if _, ok := u.named[did]; ok {
 		return
 	}
-	u.userIdx[did] = len(u.users)
+	u.named[did] = struct{}{}
 	u.users = append(u.users, userRow{did: did, t: t})
 }
 
@@ -424,7 +431,8 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 		if op.Action == decode.ActionUpdate {
 			u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI})
 		}
-		u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, uri: op.URI, key: key, created: created.UTC(), indexed: t})
+		u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, uri: op.URI, key: key, created: created.UTC(), indexed: t,
+			uh: uriHash(tab, op.URI), ph: pairHash(tab, key)})
 	case decode.CollectionProfile:
 		if op.Rkey != "self" {
 			p.skip(c, ev.Seq, decode.ReasonOtherCollection, op.URI, "profile rkey is not self")

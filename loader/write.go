@@ -437,7 +437,7 @@ func (l *Loader) targetDone(tab Table, t *target) {
 // and profile.
 func (l *Loader) userTarget(p *unitPlan, users []userRow, blind bool) *target {
 	return &target{
-		table: "users", cols: userCols, n: len(users),
+		table: "users", cols: userCols, n: len(users), keySorted: true, // by the planner
 		row: func(i int, r *copyRow) {
 			u := users[i]
 			r.start(10)
@@ -505,7 +505,7 @@ func postRow(rows []*postState) func(i int, r *copyRow) {
 // postTarget returns the creates of posts.
 func (l *Loader) postTarget(rows []*postState, blind bool) *target {
 	t := &target{
-		table: "posts", cols: postCols, n: len(rows), row: postRow(rows),
+		table: "posts", cols: postCols, n: len(rows), row: postRow(rows), keySorted: true, // by the planner
 		key:   func(i int) (string, pairKey) { return rows[i].row.URI, pairKey{} },
 		probe: probeByKey("posts", "uri"),
 		args: func(idx []int) []any {
@@ -518,7 +518,7 @@ func (l *Loader) postTarget(rows []*postState, blind bool) *target {
 		blind: blind, wasBlind: blind,
 	}
 	for i, st := range rows {
-		if l.seen.mayHave(TablePosts, st.row.URI, pairKey{}) {
+		if l.seen.has(st.hash) {
 			t.suspects = append(t.suspects, i)
 		}
 	}
@@ -535,13 +535,14 @@ func (l *Loader) pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target
 	cols := pairColumns[tab-TableLikes]
 	var suspects []int
 	for i, r := range rows {
-		if l.seen.mayHave(tab, r.op.uri, r.op.key) {
+		if l.seen.has(r.op.uh) || l.seen.has(r.op.ph) {
 			suspects = append(suspects, i)
 		}
 	}
 	return &target{
 		suspects: suspects,
 		pairs:    true,
+		byKey:    pl.byKey[k],
 		key:      func(i int) (string, pairKey) { return rows[i].op.uri, rows[i].op.key },
 		table:    name, cols: []string{"uri", cols[0], cols[1], "created_at", "indexed_at"}, n: len(rows),
 		row: func(j int, r *copyRow) {
