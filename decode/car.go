@@ -168,23 +168,23 @@ func (x *carIndex) buildTable() {
 }
 
 // find returns the data of the block whose binary CID is key (cid.Cid.KeyString), or false.
-func (x *carIndex) find(key string) ([]byte, bool) {
+func (x *carIndex) find(key []byte) ([]byte, bool) {
 	if len(x.blocks) <= linearMax {
 		for i := range x.blocks {
-			if string(x.blocks[i].cid) == key {
+			if string(x.blocks[i].cid) == string(key) {
 				return x.blocks[i].data, true
 			}
 		}
 		return nil, false
 	}
 	mask := uint64(len(x.table) - 1)
-	h := maphash.String(x.seed, key) & mask
+	h := maphash.Bytes(x.seed, key) & mask
 	for {
 		j := x.table[h]
 		if j == 0 {
 			return nil, false
 		}
-		if string(x.blocks[j-1].cid) == key {
+		if string(x.blocks[j-1].cid) == string(key) {
 			return x.blocks[j-1].data, true
 		}
 		h = (h + 1) & mask

@@ -145,6 +145,16 @@ func (r *cborReader) text() ([]byte, error) {
 	return s, nil
 }
 
+// bytes returns the next n bytes, the contents of a string whose head has been read.
+func (r *cborReader) bytes(n uint64) ([]byte, error) {
+	if n > uint64(r.left()) {
+		return nil, errTruncated
+	}
+	s := r.b[r.off : r.off+int(n)]
+	r.off += int(n)
+	return s, nil
+}
+
 // textOrNull reads a text string or null; null gives ok false.
 func (r *cborReader) textOrNull() (s []byte, ok bool, err error) {
 	if r.off < len(r.b) && r.b[r.off] == cborNull {

@@ -7,7 +7,6 @@ import (
 
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
 	"github.com/bluesky-social/indigo/api/bsky"
-	"github.com/ipfs/go-cid"
 	cbg "github.com/whyrusleeping/cbor-gen"
 )
 
@@ -23,22 +22,18 @@ type Options struct {
 type Decoder struct {
 	want [NumCollections]bool
 
-	br  bytes.Reader
-	cr  *cbg.CborReader // reads br; cbor-gen reuses a *CborReader it is given
-	car carIndex
-	env []byte // a commit body without its blocks, see withoutBlocks
+	br     bytes.Reader
+	cr     *cbg.CborReader // reads br; cbor-gen reuses a *CborReader it is given
+	car    carIndex
+	commit commitEnv  // the commit being decoded, see scanCommit
+	post   leanPost   // the post being decoded, see readPost
+	jsonw  jsonWriter // transcodes record fields to JSON
 
 	// Message and record structs, reused: cbor-gen resets them before decoding.
-	commit   comatproto.SyncSubscribeRepos_Commit
 	identity comatproto.SyncSubscribeRepos_Identity
 	account  comatproto.SyncSubscribeRepos_Account
 	sync     comatproto.SyncSubscribeRepos_Sync
 	info     comatproto.SyncSubscribeRepos_Info
-	post     bsky.FeedPost
-	like     bsky.FeedLike
-	repost   bsky.FeedRepost
-	follow   bsky.GraphFollow
-	block    bsky.GraphBlock
 	profile  bsky.ActorProfile
 }
 
@@ -106,7 +101,8 @@ func (d *Decoder) Decode(frame []byte) (*Event, error) {
 	return ev, nil
 }
 
-// unmarshal decodes b into v with its cbor-gen code. b has passed checkMapItem. A panic in
+// unmarshal decodes b into v with its cbor-gen code. b has passed checkMapItem (or a reader of
+// this package has read it whole, which checks as much). A panic in
 // the generated code becomes an error: frames are untrusted and one must not stop a load.
 func (d *Decoder) unmarshal(b []byte, v cbg.CBORUnmarshaler) (err error) {
 	defer func() {
@@ -120,10 +116,10 @@ func (d *Decoder) unmarshal(b []byte, v cbg.CBORUnmarshaler) (err error) {
 
 // setTime sets the event's time from its time field, with a ReasonBadTime problem when it does
 // not parse.
-func setTime(ev *Event, s string) {
+func setTime[T string | []byte](ev *Event, s T) {
 	t, ok := parseEventTime(s)
 	if !ok {
-		addProblem(ev, ReasonBadTime, ev.DID, fmt.Sprintf("event time %q", truncate(s, 64)))
+		addProblem(ev, ReasonBadTime, ev.DID, fmt.Sprintf("event time %q", truncate(string(s), 64)))
 	}
 	ev.Time = t
 }
@@ -192,69 +188,26 @@ func (d *Decoder) decodeSync(body []byte, ev *Event) error {
 	return nil
 }
 
+// decodeCommit decodes a #commit body: its envelope by scanCommit, then each op.
 func (d *Decoder) decodeCommit(body []byte, ev *Event) error {
 	c := &d.commit
-	env, blocks := d.withoutBlocks(body)
-	if err := d.unmarshal(env, c); err != nil {
+	if err := scanCommit(body, c); err != nil {
 		return err
 	}
-	ev.Seq = c.Seq
-	valid := setDID(ev, c.Repo)
-	setTime(ev, c.Time)
+	ev.Seq = c.seq
+	valid := setDID(ev, string(c.repo))
+	setTime(ev, c.time)
 	if !valid {
 		return nil
 	}
-	if err := d.car.parse(blocks); err != nil {
+	if err := d.car.parse(c.blocks); err != nil {
 		addProblem(ev, ReasonBadCAR, ev.DID, err.Error())
 	}
-	ev.Ops = make([]Op, len(c.Ops))
-	for i, rop := range c.Ops {
-		d.decodeOp(ev, &ev.Ops[i], rop)
+	ev.Ops = make([]Op, len(c.ops))
+	for i := range c.ops {
+		d.decodeOp(ev, &ev.Ops[i], &c.ops[i])
 	}
 	return nil
-}
-
-// withoutBlocks returns the commit body with its blocks byte string replaced by an empty
-// one, and the blocks themselves as a slice of body. cbor-gen would otherwise copy the CAR
-// slice, most of a commit's bytes, into a fresh allocation on every frame. body has passed
-// checkMapItem; anything unexpected returns it unchanged for cbor-gen to judge.
-func (d *Decoder) withoutBlocks(body []byte) (env, blocks []byte) {
-	r := cborReader{b: body}
-	n, err := r.mapLen()
-	if err != nil {
-		return body, nil
-	}
-	d.env = d.env[:0]
-	copied := 0 // body[:copied] is in d.env
-	found := false
-	for range n {
-		key, err := r.text()
-		if err != nil {
-			return body, nil
-		}
-		if string(key) == "blocks" && r.off < len(body) && body[r.off]>>5 == majBytes {
-			start := r.off
-			_, l, err := r.head()
-			if err != nil || l > uint64(r.left()) {
-				return body, nil
-			}
-			blocks = body[r.off : r.off+int(l)]
-			r.off += int(l)
-			d.env = append(d.env, body[copied:start]...)
-			d.env = append(d.env, majBytes<<5) // an empty byte string
-			copied = r.off
-			found = true
-			continue
-		}
-		if err := r.skip(); err != nil {
-			return body, nil
-		}
-	}
-	if !found {
-		return body, nil
-	}
-	d.env = append(d.env, body[copied:]...)
-	return d.env, blocks
 }
 
 // Collection NSIDs.
@@ -287,8 +240,8 @@ func collectionOf(nsid string) Collection {
 }
 
 // parseAction maps an op action to an Action, 0 when it is none of the three.
-func parseAction(s string) Action {
-	switch s {
+func parseAction(s []byte) Action {
+	switch string(s) {
 	case "create":
 		return ActionCreate
 	case "update":
@@ -300,40 +253,41 @@ func parseAction(s string) Action {
 }
 
 // decodeOp fills op from one commit op. Whatever goes wrong is a problem of this op only.
-func (d *Decoder) decodeOp(ev *Event, op *Op, rop *comatproto.SyncSubscribeRepos_RepoOp) {
-	if rop == nil {
+func (d *Decoder) decodeOp(ev *Event, op *Op, rop *commitOp) {
+	if rop.null {
 		addProblem(ev, ReasonBadAction, ev.DID, "null op")
 		return
 	}
-	op.Action = parseAction(rop.Action)
-	path := rop.Path
+	op.Action = parseAction(rop.action)
+	// One allocation: the path, NSID and Rkey are slices of the URI.
+	uri := "at://" + ev.DID + "/" + string(rop.path)
+	path := uri[len(uri)-len(rop.path):]
 	slash := strings.IndexByte(path, '/')
 	if slash < 0 {
-		addProblem(ev, ReasonBadURI, "at://"+ev.DID+"/"+path, "op path is not <collection>/<rkey>")
+		addProblem(ev, ReasonBadURI, uri, "op path is not <collection>/<rkey>")
 		return
 	}
 	coll := collectionOf(path[:slash])
 	if coll == CollectionOther {
 		if err := checkNSID(path[:slash]); err != nil {
-			addProblem(ev, ReasonBadURI, "at://"+ev.DID+"/"+path, err.Error())
+			addProblem(ev, ReasonBadURI, uri, err.Error())
 			return
 		}
 	}
 	if err := checkRkey(path[slash+1:]); err != nil {
-		addProblem(ev, ReasonBadURI, "at://"+ev.DID+"/"+path, err.Error())
+		addProblem(ev, ReasonBadURI, uri, err.Error())
 		return
 	}
-	// One allocation: NSID and Rkey are slices of the URI.
-	op.URI = "at://" + ev.DID + "/" + path
-	op.NSID = op.URI[len(op.URI)-len(path) : len(op.URI)-len(path)+slash]
-	op.Rkey = op.URI[len(op.URI)-len(path)+slash+1:]
+	op.URI = uri
+	op.NSID = path[:slash]
+	op.Rkey = path[slash+1:]
 
 	if op.Action == 0 {
-		addProblem(ev, ReasonBadAction, op.URI, fmt.Sprintf("action %q", truncate(rop.Action, 32)))
+		addProblem(ev, ReasonBadAction, op.URI, fmt.Sprintf("action %q", truncate(string(rop.action), 32)))
 		return
 	}
-	if op.Action != ActionDelete && rop.Cid != nil {
-		op.CID = rop.Cid.String()
+	if op.Action != ActionDelete && rop.cid != nil {
+		op.CID = cidString(rop.cid)
 	}
 	switch {
 	case coll == CollectionOther:
@@ -352,11 +306,11 @@ func (d *Decoder) decodeOp(ev *Event, op *Op, rop *comatproto.SyncSubscribeRepos
 	if op.Action == ActionDelete {
 		return
 	}
-	if rop.Cid == nil {
+	if rop.cid == nil {
 		addProblem(ev, ReasonMissingBlock, op.URI, "op has no cid")
 		return
 	}
-	data, ok := d.car.find(cid.Cid(*rop.Cid).KeyString())
+	data, ok := d.car.find(rop.cid)
 	if !ok {
 		addProblem(ev, ReasonMissingBlock, op.URI, "no block for cid "+op.CID)
 		return

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	comatproto "github.com/bluesky-social/indigo/api/atproto"
 	"github.com/bluesky-social/indigo/api/bsky"
 	"github.com/bluesky-social/indigo/atproto/atdata"
 )
@@ -45,34 +44,27 @@ func (t *opText) done(ev *Event, op *Op) {
 }
 
 // decodeRecord decodes an op's record block into its row. A record that does not decode gets a
-// ReasonBadRecord problem and no row.
+// ReasonBadRecord problem and no row. The lean readers (lean.go) check the CBOR as they read
+// it; a profile, which goes through indigo's types, is checked by checkMapItem first.
 func (d *Decoder) decodeRecord(ev *Event, op *Op, data []byte) {
-	if err := checkMapItem(data); err != nil {
-		addProblem(ev, ReasonBadRecord, op.URI, err.Error())
-		return
-	}
 	var err error
 	switch op.Collection {
 	case CollectionPost:
 		err = d.decodePost(ev, op, data)
-	case CollectionLike:
-		if err = d.unmarshal(data, &d.like); err == nil {
-			err = d.subjectRow(ev, op, d.like.LexiconTypeID, d.like.Subject, d.like.CreatedAt)
+	case CollectionLike, CollectionRepost:
+		var rec subjectRecord
+		if err = readSubjectRecord(data, op.Collection, &rec); err == nil {
+			err = d.subjectRow(ev, op, &rec)
 		}
-	case CollectionRepost:
-		if err = d.unmarshal(data, &d.repost); err == nil {
-			err = d.subjectRow(ev, op, d.repost.LexiconTypeID, d.repost.Subject, d.repost.CreatedAt)
-		}
-	case CollectionFollow:
-		if err = d.unmarshal(data, &d.follow); err == nil {
-			err = d.graphRow(ev, op, d.follow.LexiconTypeID, d.follow.Subject, d.follow.CreatedAt)
-		}
-	case CollectionBlock:
-		if err = d.unmarshal(data, &d.block); err == nil {
-			err = d.graphRow(ev, op, d.block.LexiconTypeID, d.block.Subject, d.block.CreatedAt)
+	case CollectionFollow, CollectionBlock:
+		var rec subjectRecord
+		if err = readSubjectRecord(data, op.Collection, &rec); err == nil {
+			err = d.graphRow(ev, op, &rec)
 		}
 	case CollectionProfile:
-		err = d.decodeProfile(ev, op, data)
+		if err = checkMapItem(data); err == nil {
+			err = d.decodeProfile(ev, op, data)
+		}
 	}
 	if err != nil {
 		addProblem(ev, ReasonBadRecord, op.URI, err.Error())
@@ -80,79 +72,101 @@ func (d *Decoder) decodeRecord(ev *Event, op *Op, data []byte) {
 }
 
 // checkType checks a record's $type against the collection it is stored in.
-func checkType(op *Op, typ string) error {
-	if typ != op.NSID {
-		return fmt.Errorf("record $type %q in collection %s", truncate(typ, 64), op.NSID)
+func checkType[T string | []byte](op *Op, typ T) error {
+	if string(typ) != op.NSID {
+		return fmt.Errorf("record $type %q in collection %s", truncate(string(typ), 64), op.NSID)
 	}
 	return nil
 }
 
 // createdAt parses a record's createdAt; when it does not parse, the event's time stands in,
 // with a ReasonBadTime problem.
-func createdAt(ev *Event, op *Op, s string) time.Time {
+func createdAt[T string | []byte](ev *Event, op *Op, s T) time.Time {
 	if t, ok := parseRecordTime(s); ok {
 		return t
 	}
-	addProblem(ev, ReasonBadTime, op.URI, fmt.Sprintf("createdAt %q", truncate(s, 64)))
+	addProblem(ev, ReasonBadTime, op.URI, fmt.Sprintf("createdAt %q", truncate(string(s), 64)))
 	return ev.Time
 }
 
 func (d *Decoder) decodePost(ev *Event, op *Op, data []byte) error {
 	p := &d.post
-	if err := d.unmarshal(data, p); err != nil {
+	if err := d.readPost(data, p); err != nil {
 		return err
 	}
-	if err := checkType(op, p.LexiconTypeID); err != nil {
+	if err := checkType(op, p.typ); err != nil {
 		return err
 	}
 	var t opText
 	row := &PostRow{URI: op.URI, CID: op.CID, AuthorDID: ev.DID}
-	row.Text = t.str(p.Text)
-	if p.Reply != nil {
-		row.ParentURI = replyURI(ev, op, p.Reply.Parent, "parent")
-		row.RootURI = replyURI(ev, op, p.Reply.Root, "root")
+	row.Text = t.str(string(p.text))
+	if p.reply {
+		row.ParentURI = replyURI(ev, op, p.hasParent, p.parent, "parent")
+		row.RootURI = replyURI(ev, op, p.hasRoot, p.root, "root")
 	}
 	var generic map[string]any // the record decoded generically, when a union needs it
-	if p.Embed != nil {
-		b, err := t.marshal(p.Embed)
-		if err != nil {
-			// A union member indigo does not know: keep it as the record has it.
-			b, err = genericField(&t, &generic, data, "embed")
-		}
+	if p.embed != nil {
+		embed := p.embed
+		b, err := d.fieldJSON(&t, embed, func() (any, error) {
+			e := new(bsky.FeedPost_Embed)
+			return e, d.unmarshal(embed, e)
+		}, &generic, data, "embed")
 		if err != nil {
 			return fmt.Errorf("embed: %w", err)
 		}
 		row.Embed = b
 	}
-	if p.Facets != nil {
-		b, err := t.marshal(p.Facets)
-		if err != nil {
-			b, err = genericField(&t, &generic, data, "facets")
-		}
+	if p.facets != nil {
+		facets := p.facets
+		b, err := d.fieldJSON(&t, facets, func() (any, error) { return d.typedFacets(facets) }, &generic, data, "facets")
 		if err != nil {
 			return fmt.Errorf("facets: %w", err)
 		}
 		row.Facets = b
 	}
-	row.Tags = postTags(&t, p)
-	row.CreatedAt = createdAt(ev, op, p.CreatedAt)
+	row.Tags = postTags(&t, p.tags, p.facetTags)
+	row.CreatedAt = createdAt(ev, op, p.createdAt)
 	t.done(ev, op)
 	op.Post = row
 	return nil
 }
 
-// replyURI returns a reply reference's uri, or empty with a ReasonBadURI problem when it is
-// not an at:// URI. A valid at:// URI is ASCII, so it needs no cleaning.
-func replyURI(ev *Event, op *Op, ref *comatproto.RepoStrongRef, which string) string {
-	if ref == nil {
+// replyURI returns a reply reference's uri, or empty with a ReasonBadURI problem when the
+// reference is missing or its uri is not an at:// URI. A valid at:// URI is ASCII, so it needs
+// no cleaning.
+func replyURI(ev *Event, op *Op, present bool, uri []byte, which string) string {
+	if !present {
 		addProblem(ev, ReasonBadURI, op.URI, "reply "+which+" missing")
 		return ""
 	}
-	if err := checkATURI(ref.Uri); err != nil {
+	s := string(uri)
+	if err := checkATURI(s); err != nil {
 		addProblem(ev, ReasonBadURI, op.URI, "reply "+which+": "+err.Error())
 		return ""
 	}
-	return ref.Uri
+	return s
+}
+
+// fieldJSON returns the JSON of a record field whose CBOR is raw, transcoded (see json.go) so
+// that fields and union members indigo's types do not know are kept. Where the transcoder
+// rejects it (data outside the atproto data model in a part that indigo's decoding of the
+// field ignores), it falls back to the JSON of the field as typed returns it decoded by
+// indigo, and then to the field of the record decoded generically.
+func (d *Decoder) fieldJSON(t *opText, raw []byte, typed func() (any, error), generic *map[string]any, data []byte, field string) ([]byte, error) {
+	if b, cleaned, err := d.jsonw.transcode(raw); err == nil {
+		t.cleaned = t.cleaned || cleaned
+		return b, nil
+	}
+	v, err := typed()
+	if err != nil {
+		return nil, err
+	}
+	b, err := t.marshal(v)
+	if err != nil {
+		// A union member indigo does not know: keep it as the record has it.
+		b, err = genericField(t, generic, data, field)
+	}
+	return b, err
 }
 
 // genericField returns the JSON of one field of the record, decoded generically (once, into
@@ -184,20 +198,15 @@ const emptyTags = "[]"
 
 // postTags returns the post's tags and then its facets' #tag features, cleaned, without exact
 // duplicates (the first kept), as a JSON array.
-func postTags(t *opText, p *bsky.FeedPost) []byte {
-	n := len(p.Tags)
-	for _, f := range p.Facets {
-		if f != nil {
-			n += len(f.Features)
-		}
-	}
+func postTags(t *opText, recordTags, facetTags [][]byte) []byte {
+	n := len(recordTags) + len(facetTags)
 	if n == 0 {
 		return []byte(emptyTags)
 	}
 	tags := make([]string, 0, n)
 	var seen map[string]bool // for many tags; a scan is quicker for a few
-	add := func(s string) {
-		s = t.str(s)
+	add := func(b []byte) {
+		s := t.str(string(b))
 		if n > 16 {
 			if seen == nil {
 				seen = make(map[string]bool, n)
@@ -215,21 +224,11 @@ func postTags(t *opText, p *bsky.FeedPost) []byte {
 		}
 		tags = append(tags, s)
 	}
-	for _, s := range p.Tags {
+	for _, s := range recordTags {
 		add(s)
 	}
-	for _, f := range p.Facets {
-		if f == nil {
-			continue
-		}
-		for _, feat := range f.Features {
-			if feat != nil && feat.RichtextFacet_Tag != nil {
-				add(feat.RichtextFacet_Tag.Tag)
-			}
-		}
-	}
-	if len(tags) == 0 {
-		return []byte(emptyTags)
+	for _, s := range facetTags {
+		add(s)
 	}
 	b, err := json.Marshal(tags)
 	if err != nil { // cannot happen for valid strings
@@ -239,32 +238,34 @@ func postTags(t *opText, p *bsky.FeedPost) []byte {
 }
 
 // subjectRow fills a like or repost row.
-func (d *Decoder) subjectRow(ev *Event, op *Op, typ string, subject *comatproto.RepoStrongRef, created string) error {
-	if err := checkType(op, typ); err != nil {
+func (d *Decoder) subjectRow(ev *Event, op *Op, rec *subjectRecord) error {
+	if err := checkType(op, rec.typ); err != nil {
 		return err
 	}
-	if subject == nil {
+	if !rec.hasSubject {
 		addProblem(ev, ReasonBadURI, op.URI, "no subject")
 		return nil
 	}
-	if err := checkATURI(subject.Uri); err != nil {
+	subject := string(rec.subject)
+	if err := checkATURI(subject); err != nil {
 		addProblem(ev, ReasonBadURI, op.URI, "subject: "+err.Error())
 		return nil
 	}
 	op.Like = &SubjectRow{
 		URI:       op.URI,
 		UserDID:   ev.DID,
-		PostURI:   subject.Uri,
-		CreatedAt: createdAt(ev, op, created),
+		PostURI:   subject,
+		CreatedAt: createdAt(ev, op, rec.createdAt),
 	}
 	return nil
 }
 
 // graphRow fills a follow or block row.
-func (d *Decoder) graphRow(ev *Event, op *Op, typ, subject, created string) error {
-	if err := checkType(op, typ); err != nil {
+func (d *Decoder) graphRow(ev *Event, op *Op, rec *subjectRecord) error {
+	if err := checkType(op, rec.typ); err != nil {
 		return err
 	}
+	subject := string(rec.subject)
 	if err := checkDID(subject); err != nil {
 		addProblem(ev, ReasonBadDID, op.URI, "subject: "+err.Error())
 		return nil
@@ -273,7 +274,7 @@ func (d *Decoder) graphRow(ev *Event, op *Op, typ, subject, created string) erro
 		URI:        op.URI,
 		ActorDID:   ev.DID,
 		SubjectDID: subject,
-		CreatedAt:  createdAt(ev, op, created),
+		CreatedAt:  createdAt(ev, op, rec.createdAt),
 	}
 	return nil
 }
@@ -293,15 +294,11 @@ func (d *Decoder) decodeProfile(ev *Event, op *Op, data []byte) error {
 		return err
 	}
 	// The whole record, fields indigo's struct does not know included.
-	generic, err := decodeGeneric(data)
+	record, cleaned, err := d.jsonw.recordJSON(data)
 	if err != nil {
 		return err
 	}
-	var t opText
-	record, err := t.marshal(generic)
-	if err != nil {
-		return err
-	}
+	t := opText{cleaned: cleaned}
 	row := &ProfileRow{
 		DID:         ev.DID,
 		DisplayName: t.ptr(p.DisplayName),

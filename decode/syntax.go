@@ -117,11 +117,11 @@ func parseEventTime[T string | []byte](s T) (time.Time, bool) {
 }
 
 // parseRecordTime parses a record's createdAt leniently (syntax.ParseDatetimeLenient), in UTC.
-func parseRecordTime(s string) (time.Time, bool) {
+func parseRecordTime[T string | []byte](s T) (time.Time, bool) {
 	if t, ok := parseTimeFast(s); ok {
 		return t, true
 	}
-	return parseLenient(s)
+	return parseLenient(string(s))
 }
 
 // parseLenient is syntax.ParseDatetimeLenient followed by its conversion to time.Time.

@@ -42,8 +42,10 @@ func marshalClean(v any) ([]byte, bool, error) {
 	if !bytes.Contains(b, jsonNUL) && !bytes.Contains(b, jsonInvalid) {
 		return b, false, nil
 	}
-	// Possibly only a literal backslash-u text; the walk tells.
-	if _, changed := cleanAny(v); !changed {
+	// Possibly only a literal backslash-u text; the walk tells. A struct held by value comes
+	// back as a cleaned copy: marshal what the walk returns.
+	v, changed := cleanAny(v)
+	if !changed {
 		return b, false, nil
 	}
 	b, err = json.Marshal(v)
