@@ -32,7 +32,7 @@ const (
 type Config struct {
 	DatabaseURL string              // PostgreSQL URL or key=value DSN; required
 	Service     string              // firehose_cursor.service row; empty means DefaultService
-	Workers     int                 // decode goroutines (GOMAXPROCS-1 at most run while a unit is written); 0 means DefaultWorkers
+	Workers     int                 // decode goroutines (GOMAXPROCS-1 at most run at once); 0 means DefaultWorkers
 	BatchSize   int                 // most segments per transaction (see doc.go); 0 means DefaultBatchSize
 	Collections []decode.Collection // collections to write; empty means all
 	Since       time.Time           // events before this time are skipped; zero means no lower bound

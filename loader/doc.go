@@ -84,8 +84,8 @@
 // loader on the same database fails in Open with ErrLocked. Run runs one reading goroutine,
 // Config.Workers decode goroutines (one decode.Decoder each) and one writer; the reader works
 // on the next unit while the writer commits the current one, at most two units ahead. Reading,
-// decoding and planning take at most GOMAXPROCS-1 threads at once while the writer writes (all
-// of them while it waits): on a machine shared with the database, more only slows the writer.
+// decoding and planning take at most GOMAXPROCS-1 threads (at least one) at once, the writer
+// the other: on a machine shared with the database, more only slows the writer.
 // Run and Close must not overlap; Stats may be read from any goroutine at any time. The package
 // never logs except debug lines for skipped input to Config.Logger.
 package loader

@@ -99,12 +99,12 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 	ready := make(chan *writeUnit, 1)
 	chunks := make(chan *chunk, l.cfg.Workers)
 	// Slots bound the threads that read, decode and plan at once, however many workers: there
-	// are GOMAXPROCS of them (at least two), and the writer holds one while it writes. The
-	// decode stage only has to keep ahead of the writer, and on a machine it shares with the
+	// are GOMAXPROCS-1 of them (at least one), the writer's thread being the other. The decode
+	// stage only has to keep ahead of the writer, and on a machine it shares with the
 	// database, a stage that takes every core slows the writer's statements and round trips
-	// more than it gains (measured on two cores: 5-8% of a load); while the writer waits for
-	// a unit, the stage has every core.
-	slots := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+	// more than it gains (measured on two cores: 5-8% of a load). The writer takes no slot:
+	// waiting for one between its transactions left the database idle.
+	slots := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
 	var decodeTime time.Duration
 
 	g.Go(func() error {
@@ -176,19 +176,12 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 			case <-gctx.Done():
 				return gctx.Err()
 			}
+			sum.WaitTime += time.Since(t0)
 			if w == nil {
-				sum.WaitTime += time.Since(t0)
 				return nil
 			}
-			select {
-			case slots <- struct{}{}:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			sum.WaitTime += time.Since(t0)
 			t1 := time.Now()
 			err := l.write(gctx, w, &sum)
-			<-slots
 			if err != nil {
 				return err
 			}
