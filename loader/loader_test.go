@@ -528,6 +528,32 @@ func raceRun(t *testing.T, l *Loader, url, dir, sql string, args ...any) Summary
 	return res.sum
 }
 
+// TestEventTimeCountedOnce checks that an event whose time does not parse is counted once, as
+// what the loader did about it (time_fallback, or no_time when no earlier time exists), while
+// a record's createdAt that does not parse stays bad_time.
+func TestEventTimeCountedOnce(t *testing.T) {
+	t.Parallel()
+	url := testDB(t)
+	dir := t.TempDir()
+	noTime := commitEv(1, alice, op("create", nsLike, "l0", post(bob, "p0")))
+	noTime.time = time.Time{}
+	fallback := commitEv(3, alice, op("create", nsLike, "l1", post(bob, "p1")))
+	fallback.time = time.Time{}
+	badCreated := op("create", nsLike, "l2", post(bob, "p2"))
+	badCreated.created = "yesterday"
+	writeSpool(t, dir, []tEvent{noTime, commitEv(2, alice, badCreated), fallback})
+	sum := load(t, Config{DatabaseURL: url}, dir)
+	if got := sum.Skipped[ReasonNoTime]; got != 1 {
+		t.Errorf("no_time %d, want 1 (%v)", got, sum.Skipped)
+	}
+	if got := sum.Repaired[ReasonTimeFallback]; got != 1 {
+		t.Errorf("time_fallback %d, want 1 (%v)", got, sum.Repaired)
+	}
+	if got := sum.Repaired[decode.ReasonBadTime]; got != 1 {
+		t.Errorf("bad_time %d, want 1 for the createdAt alone (%v)", got, sum.Repaired)
+	}
+}
+
 func TestDebugLog(t *testing.T) {
 	t.Parallel()
 	url := testDB(t)

@@ -216,6 +216,7 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 				continue
 			}
 			t = m.time
+			dropEventTimeProblem(ev) // counted once, as what was done about it
 			p.skip(c, ev.Seq, ReasonTimeFallback, ev.DID, "")
 		}
 		m = mark{seq: max(m.seq, ev.Seq), time: t}
@@ -297,6 +298,17 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 func (p *planner) problems(c *counts, ev *decode.Event) {
 	for _, pr := range ev.Problems {
 		p.skip(c, ev.Seq, pr.Reason, pr.Subject, pr.Detail)
+	}
+}
+
+// dropEventTimeProblem removes the bad_time problem decode gives an event whose time does not
+// parse: its subject is the event's DID, where a record's createdAt has the op's at:// URI.
+func dropEventTimeProblem(ev *decode.Event) {
+	for i, pr := range ev.Problems {
+		if pr.Reason == decode.ReasonBadTime && !strings.HasPrefix(pr.Subject, "at://") {
+			ev.Problems = slices.Delete(ev.Problems, i, i+1)
+			return
+		}
 	}
 }
 
