@@ -629,8 +629,10 @@ func (pl *phasePlan) phaseRows(k int) []phasedRow {
 
 // writePairs applies the rest of one pair table's phases, after its first phase's deletes and,
 // when first is not nil, the direct COPY of the first phase's creates: each later phase's
-// deletes, then each phase's creates, straight into the table as mode says when the phase's
-// creates are pairwise distinct (unordered), and through staging otherwise.
+// deletes, then each phase's creates, straight into the table as mode says (the creates that
+// collide with each other resolved in memory, target.kept), and through staging otherwise. On
+// the staging path, a phase whose creates collide (ordered) is inserted ORDER BY pos with ON
+// CONFLICT DO NOTHING.
 func (l *Loader) writePairs(ctx context.Context, tp *txPipe, pl *phasePlan, tab Table, safe bool, mode directMode, first *target, rc *RowCount) error {
 	name := tab.String()
 	cols := pairColumns[tab-TableLikes]
