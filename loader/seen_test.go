@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -54,5 +55,33 @@ func TestSeenKeys(t *testing.T) {
 	s.add(uriHash(TablePosts, "at://did:plc:p/app.bsky.feed.post/new"))
 	if s.n != 1 || !s.has(uriHash(TablePosts, "at://did:plc:p/app.bsky.feed.post/new")) || s.has(uriHash(TableLikes, uri(0))) {
 		t.Errorf("the filter did not start over when full: %d keys", s.n)
+	}
+}
+
+// TestTargetKept checks the in-memory sequential application of a phase's creates: in pos
+// order a create is kept unless a kept create before it or a row a probe found holds its uri or
+// its pair; a found uri blocks only that create, a found pair every create with the pair.
+func TestTargetKept(t *testing.T) {
+	type c struct{ uri, pair string }
+	cases := []struct {
+		name    string
+		creates []c
+		found   map[int]exist
+		want    []int
+	}{
+		{"distinct", []c{{"u1", "p"}, {"u2", "q"}}, nil, []int{0, 1}},
+		{"same pair: the first wins", []c{{"u1", "p"}, {"u2", "p"}, {"u3", "q"}}, nil, []int{0, 2}},
+		{"same uri: the first wins", []c{{"u1", "p"}, {"u1", "q"}}, nil, []int{0}},
+		{"a chain", []c{{"u1", "p"}, {"u2", "p"}, {"u2", "q"}}, nil, []int{0, 2}},
+		{"found uri frees the pair", []c{{"u1", "p"}, {"u2", "p"}}, map[int]exist{0: existKey}, []int{1}},
+		{"found pair blocks every create with it", []c{{"u1", "p"}, {"u2", "p"}, {"u3", "q"}}, map[int]exist{1: existPair}, []int{2}},
+		{"found uri of a later create", []c{{"u1", "p"}, {"u1", "q"}}, map[int]exist{1: existKey}, nil},
+	}
+	for _, tc := range cases {
+		tg := &target{n: len(tc.creates), pairs: true, found: tc.found,
+			key: func(i int) (string, pairKey) { return tc.creates[i].uri, pairKey{"a", tc.creates[i].pair} }}
+		if got := tg.kept(); !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+			t.Errorf("%s: kept %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
