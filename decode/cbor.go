@@ -137,12 +137,7 @@ func (r *cborReader) text() ([]byte, error) {
 	if maj != majText {
 		return nil, errNotText
 	}
-	if n > uint64(r.left()) {
-		return nil, errTruncated
-	}
-	s := r.b[r.off : r.off+int(n)]
-	r.off += int(n)
-	return s, nil
+	return r.bytes(n)
 }
 
 // bytes returns the next n bytes, the contents of a string whose head has been read.
@@ -157,12 +152,20 @@ func (r *cborReader) bytes(n uint64) ([]byte, error) {
 
 // textOrNull reads a text string or null; null gives ok false.
 func (r *cborReader) textOrNull() (s []byte, ok bool, err error) {
-	if r.off < len(r.b) && r.b[r.off] == cborNull {
-		r.off++
+	if r.peekNull() {
 		return nil, false, nil
 	}
 	s, err = r.text()
 	return s, err == nil, err
+}
+
+// peekNull consumes a null and reports whether there was one.
+func (r *cborReader) peekNull() bool {
+	if r.off < len(r.b) && r.b[r.off] == cborNull {
+		r.off++
+		return true
+	}
+	return false
 }
 
 // int reads an integer that fits in an int64.
@@ -171,6 +174,11 @@ func (r *cborReader) int() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return intValue(maj, arg)
+}
+
+// intValue is the int64 of an integer head.
+func intValue(maj byte, arg uint64) (int64, error) {
 	if arg > math.MaxInt64 {
 		return 0, errIntRange
 	}

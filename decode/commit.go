@@ -57,23 +57,13 @@ func scanCommit(body []byte, env *commitEnv) error {
 	ops := env.ops[:0]
 	*env = commitEnv{}
 	r := cborReader{b: body}
-	n, err := structLen(&r)
-	if err != nil {
-		return err
-	}
-	for range n {
-		key, err := fieldName(&r, commitFieldMax)
-		if err != nil {
-			return err
-		}
+	err := cbgStruct(&r, commitFieldMax, func(key []byte) (bool, error) {
+		var err error
 		switch string(key) {
 		case "ops":
 			l, err := arrayLen(&r)
-			if err != nil {
-				return err
-			}
-			if l == 0 {
-				continue // cbor-gen keeps the ops of an earlier key
+			if err != nil || l == 0 {
+				return true, err // cbor-gen keeps the ops of an earlier key when this one is empty
 			}
 			ops = ops[:0]
 			for range l {
@@ -81,31 +71,31 @@ func scanCommit(body []byte, env *commitEnv) error {
 				if r.peekNull() {
 					op.null = true
 				} else if err := scanRepoOp(&r, &op); err != nil {
-					return fmt.Errorf("op: %w", err)
+					return true, fmt.Errorf("op: %w", err)
 				}
 				ops = append(ops, op)
 			}
 			env.ops = ops
 		case "seq":
 			if env.seq, err = cbgInt(&r); err != nil {
-				return fmt.Errorf("seq: %w", err)
+				return true, fmt.Errorf("seq: %w", err)
 			}
 		case "repo":
 			if env.repo, err = cbgString(&r); err != nil {
-				return fmt.Errorf("repo: %w", err)
+				return true, fmt.Errorf("repo: %w", err)
 			}
 		case "time":
 			if env.time, err = cbgString(&r); err != nil {
-				return fmt.Errorf("time: %w", err)
+				return true, fmt.Errorf("time: %w", err)
 			}
 		case "rev":
 			if _, err = cbgString(&r); err != nil {
-				return fmt.Errorf("rev: %w", err)
+				return true, fmt.Errorf("rev: %w", err)
 			}
 		case "since":
 			if !r.peekNull() {
 				if _, err = cbgString(&r); err != nil {
-					return fmt.Errorf("since: %w", err)
+					return true, fmt.Errorf("since: %w", err)
 				}
 			}
 		case "blocks":
@@ -113,43 +103,44 @@ func scanCommit(body []byte, env *commitEnv) error {
 			// head and size were never checked): only its type matters.
 			maj, l, err := r.head()
 			if err != nil {
-				return err
+				return true, err
 			}
 			if maj != majBytes {
-				return fmt.Errorf("blocks: %w", errCBGType)
+				return true, fmt.Errorf("blocks: %w", errCBGType)
 			}
-			if env.blocks, err = r.bytes(l); err != nil {
-				return err
-			}
+			env.blocks, err = r.bytes(l)
+			return true, err
 		case "commit":
 			if _, err = cbgCID(&r); err != nil {
-				return fmt.Errorf("commit: %w", err)
+				return true, fmt.Errorf("commit: %w", err)
 			}
 		case "prevData":
 			if !r.peekNull() {
 				if _, err = cbgCID(&r); err != nil {
-					return fmt.Errorf("prevData: %w", err)
+					return true, fmt.Errorf("prevData: %w", err)
 				}
 			}
 		case "blobs":
 			l, err := arrayLen(&r)
 			if err != nil {
-				return err
+				return true, err
 			}
 			for range l {
 				if _, err := cbgCID(&r); err != nil {
-					return fmt.Errorf("blobs: %w", err)
+					return true, fmt.Errorf("blobs: %w", err)
 				}
 			}
 		case "rebase", "tooBig":
 			if err := cbgBool(&r); err != nil {
-				return fmt.Errorf("%s: %w", key, err)
+				return true, fmt.Errorf("%s: %w", key, err)
 			}
 		default:
-			if err := scanForLinks(&r); err != nil {
-				return err
-			}
+			return false, nil
 		}
+		return true, nil
+	})
+	if err != nil {
+		return err
 	}
 	if env.ops == nil {
 		env.ops = ops[:0]
@@ -159,52 +150,34 @@ func scanCommit(body []byte, env *commitEnv) error {
 
 // scanRepoOp reads one op map.
 func scanRepoOp(r *cborReader, op *commitOp) error {
-	n, err := structLen(r)
-	if err != nil {
-		return err
-	}
-	for range n {
-		key, err := fieldName(r, repoOpFieldMax)
-		if err != nil {
-			return err
-		}
+	return cbgStruct(r, repoOpFieldMax, func(key []byte) (bool, error) {
+		var err error
 		switch string(key) {
 		case "action":
 			if op.action, err = cbgString(r); err != nil {
-				return fmt.Errorf("action: %w", err)
+				return true, fmt.Errorf("action: %w", err)
 			}
 		case "path":
 			if op.path, err = cbgString(r); err != nil {
-				return fmt.Errorf("path: %w", err)
+				return true, fmt.Errorf("path: %w", err)
 			}
 		case "cid":
 			if !r.peekNull() { // a null leaves an earlier cid, as in cbor-gen
 				if op.cid, err = cbgCID(r); err != nil {
-					return fmt.Errorf("cid: %w", err)
+					return true, fmt.Errorf("cid: %w", err)
 				}
 			}
 		case "prev":
 			if !r.peekNull() {
 				if _, err = cbgCID(r); err != nil {
-					return fmt.Errorf("prev: %w", err)
+					return true, fmt.Errorf("prev: %w", err)
 				}
 			}
 		default:
-			if err := scanForLinks(r); err != nil {
-				return err
-			}
+			return false, nil
 		}
-	}
-	return nil
-}
-
-// peekNull consumes a null and reports whether there was one.
-func (r *cborReader) peekNull() bool {
-	if r.off < len(r.b) && r.b[r.off] == cborNull {
-		r.off++
-		return true
-	}
-	return false
+		return true, nil
+	})
 }
 
 // canonicalHead reads a head as cbor-gen's CborReadHeaderBuf does: its argument must be
@@ -254,17 +227,7 @@ func structLen(r *cborReader) (int, error) {
 // fieldName reads a struct key as cbor-gen's ReadFullStringIntoBuf does with a buffer of max
 // bytes: a key longer than that is no field (nil).
 func fieldName(r *cborReader, max int) ([]byte, error) {
-	maj, l, err := canonicalHead(r)
-	if err != nil {
-		return nil, err
-	}
-	if maj != majText {
-		return nil, errNotText
-	}
-	if l > cbgMaxString {
-		return nil, errCBGLength
-	}
-	key, err := r.bytes(l)
+	key, err := cbgString(r)
 	if err != nil || len(key) > max {
 		return nil, err
 	}
@@ -307,16 +270,7 @@ func cbgInt(r *cborReader) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if arg > math.MaxInt64 {
-		return 0, errIntRange
-	}
-	switch maj {
-	case majUint:
-		return int64(arg), nil
-	case majNeg:
-		return -1 - int64(arg), nil
-	}
-	return 0, errNotInt
+	return intValue(maj, arg)
 }
 
 // cbgBool reads a bool field.
