@@ -160,8 +160,7 @@ type target struct {
 	blind       bool          // COPY them all first (after the suspects' probe)
 	wasBlind    bool          // the unit started with a blind COPY
 	probed      bool          // every create was probed
-	probedSome  bool          // the suspects were probed
-	found       map[int]exist // what the probes found, by index
+	found       map[int]exist // what the probes found, by index; nil until a probe is queued
 	ok          bool          // the creates are applied
 	staging     bool          // they must go through staging
 	rows        int64         // rows inserted
@@ -215,7 +214,6 @@ func (t *target) queueProbe(tp *txPipe, idx []int) {
 			idx[i] = i
 		}
 	}
-	t.probedSome = true
 	if t.found == nil {
 		t.found = map[int]exist{}
 	}
@@ -246,13 +244,13 @@ func (t *target) queueProbe(tp *txPipe, idx []int) {
 
 // queueSuspects queues the probe of the suspects, if any and not probed yet.
 func (t *target) queueSuspects(tp *txPipe) {
-	if len(t.suspects) > 0 && !t.probedSome {
+	if len(t.suspects) > 0 && t.found == nil {
 		t.queueProbe(tp, t.suspects)
 	}
 }
 
 // unprobe forgets the probes made before statements that changed the table.
-func (t *target) unprobe() { t.probed, t.probedSome, t.found = false, false, nil }
+func (t *target) unprobe() { t.probed, t.found = false, nil }
 
 // copy returns the target's COPY: the creates kept, in key order (byKey, or the creates' own
 // order when keySorted). The creates of a COPY are pairwise distinct on every key, so their
