@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,39 +75,13 @@ var copyTables = []struct {
 // load produced into empty copies of the same tables (same indexes) as the ceiling. With
 // LOADER_TRACE=1 it also prints the server time of each kind of statement (trace_test.go).
 func BenchmarkLoad(b *testing.B) {
-	const n = 100_000
-	evs := benchEvents(n)
-	dir := b.TempDir()
-	var cuts []int
-	for i := 9999; i < n; i += 10000 {
-		cuts = append(cuts, i)
-	}
-	writeSpool(b, dir, evs, cuts...)
+	dir := benchSpoolDir(b)
 	ctx := context.Background()
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
 		url := testDB(b)
-		l := openLoader(b, Config{DatabaseURL: url, Workers: 2})
-		profile := traceStatements(b, l)
-		b.StartTimer()
-		start := time.Now()
-		sum, err := l.Run(ctx, dir, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		loadTime := time.Since(start)
-		b.StopTimer()
-		profile()
-		l.Close()
-
-		var events, rows int64
-		for _, v := range sum.Events {
-			events += v
-		}
-		for _, rc := range sum.Rows {
-			rows += rc.Inserted
-		}
+		sum, events, rows, loadTime := timedLoad(b, url, dir)
 
 		// The ceiling: the final rows, COPYed into empty tables with the same indexes.
 		c := dbConn(b, url)
@@ -114,7 +89,7 @@ func BenchmarkLoad(b *testing.B) {
 		var copied int64
 		for _, tab := range copyTables {
 			exec(b, c, fmt.Sprintf("CREATE TABLE ceil_%s (LIKE %s INCLUDING ALL)", tab.name, tab.name))
-			r, err := c.Query(ctx, fmt.Sprintf("SELECT %s FROM %s", joinCols(tab.cols), tab.name))
+			r, err := c.Query(ctx, fmt.Sprintf("SELECT %s FROM %s", strings.Join(tab.cols, ", "), tab.name))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -126,7 +101,7 @@ func BenchmarkLoad(b *testing.B) {
 			copied += int64(len(vals))
 		}
 		exec(b, c, "CHECKPOINT")
-		start = time.Now()
+		start := time.Now()
 		for _, tab := range copyTables {
 			t1 := time.Now()
 			tx, err := c.Begin(ctx)
@@ -155,15 +130,40 @@ func BenchmarkLoad(b *testing.B) {
 	}
 }
 
-func joinCols(cols []string) string {
-	s := ""
-	for i, c := range cols {
-		if i > 0 {
-			s += ", "
-		}
-		s += c
+// benchSpoolDir writes the 100k events of benchEvents into a spool of ten segments.
+func benchSpoolDir(b *testing.B) string {
+	const n = 100_000
+	dir := b.TempDir()
+	var cuts []int
+	for i := 9999; i < n; i += 10000 {
+		cuts = append(cuts, i)
 	}
-	return s
+	writeSpool(b, dir, benchEvents(n), cuts...)
+	return dir
+}
+
+// timedLoad loads dir into url with the timer running (and the statement profile when
+// LOADER_TRACE is set), and returns the summary, the events and rows inserted, and the time.
+func timedLoad(b *testing.B, url, dir string) (sum Summary, events, rows int64, took time.Duration) {
+	l := openLoader(b, Config{DatabaseURL: url, Workers: 2})
+	profile := traceStatements(b, l)
+	b.StartTimer()
+	start := time.Now()
+	sum, err := l.Run(context.Background(), dir, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	took = time.Since(start)
+	b.StopTimer()
+	profile()
+	l.Close()
+	for _, v := range sum.Events {
+		events += v
+	}
+	for _, rc := range sum.Rows {
+		rows += rc.Inserted
+	}
+	return sum, events, rows, took
 }
 
 // BenchmarkLoadOverlap is the worst case of the direct COPY: the 100k events of BenchmarkLoad
@@ -171,15 +171,7 @@ func joinCols(cols []string) string {
 // every create meets a row that already exists (as when the live app wrote the range first).
 // It reports the second load.
 func BenchmarkLoadOverlap(b *testing.B) {
-	const n = 100_000
-	evs := benchEvents(n)
-	dir := b.TempDir()
-	var cuts []int
-	for i := 9999; i < n; i += 10000 {
-		cuts = append(cuts, i)
-	}
-	writeSpool(b, dir, evs, cuts...)
-	ctx := context.Background()
+	dir := benchSpoolDir(b)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -189,25 +181,7 @@ func BenchmarkLoadOverlap(b *testing.B) {
 		exec(b, c, "TRUNCATE backfill_segments, backfill_loader, firehose_cursor")
 		exec(b, c, "VACUUM ANALYZE")
 		exec(b, c, "CHECKPOINT")
-		l := openLoader(b, Config{DatabaseURL: url, Workers: 2})
-		profile := traceStatements(b, l)
-		b.StartTimer()
-		start := time.Now()
-		sum, err := l.Run(ctx, dir, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		loadTime := time.Since(start)
-		b.StopTimer()
-		profile()
-		l.Close()
-		var events, rows int64
-		for _, v := range sum.Events {
-			events += v
-		}
-		for _, rc := range sum.Rows {
-			rows += rc.Inserted
-		}
+		sum, events, rows, loadTime := timedLoad(b, url, dir)
 		b.ReportMetric(float64(events)/loadTime.Seconds(), "events/s")
 		b.Logf("%d events, %d rows inserted in %v (write %v)", events, rows, loadTime.Round(time.Millisecond), sum.WriteTime.Round(time.Millisecond))
 		b.StartTimer()

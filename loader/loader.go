@@ -124,10 +124,8 @@ func (l *Loader) connect(ctx context.Context) error {
 		if ok || try == 4 {
 			break
 		}
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return fail(ctx.Err())
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return fail(err)
 		}
 	}
 	if !ok {

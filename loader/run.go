@@ -289,10 +289,8 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 			return nil
 		}
 		if n == 0 {
-			select {
-			case <-time.After(pollInterval):
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := sleep(ctx, pollInterval); err != nil {
+				return err
 			}
 		}
 	}
@@ -535,14 +533,7 @@ func (l *Loader) throttle(ctx context.Context, events int64) error {
 	if wait <= 0 {
 		return nil
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleep(ctx, wait)
 }
 
 // knownCap bounds the DIDs a run remembers as present in users (about 80 bytes each).
@@ -602,10 +593,8 @@ func (l *Loader) withRetry(ctx context.Context, f func(conn *pgx.Conn) error) (i
 		}
 		d := min(pol.MaxDelay, pol.MinDelay<<min(attempt-1, 30))
 		d = d/2 + rand.N(d/2+1)
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return attempt, fmt.Errorf("%w (%v)", ctx.Err(), err)
+		if serr := sleep(ctx, d); serr != nil {
+			return attempt, fmt.Errorf("%w (%v)", serr, err)
 		}
 	}
 }
