@@ -62,7 +62,7 @@ func tuneGC() {
 		debug.SetGCPercent(300)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(320 << 20)
+		debug.SetMemoryLimit(400 << 20)
 	}
 }
 

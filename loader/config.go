@@ -19,12 +19,16 @@ const (
 	DefaultBatchSize = 100
 )
 
-// batchBytes caps the raw frame bytes of one transaction when it groups several segments; a
-// segment larger than this still loads alone, in one transaction. minBatchBytes is what a
-// transaction takes even past BatchSize segments: a transaction costs about 7 ms of round trips
-// and fsync whatever it holds, so tiny ones would cripple the load.
+// unitFrames caps the frames of one transaction when it groups several segments; a segment
+// holding more still loads alone, in one transaction. What a unit costs the server beyond its
+// rows is per table and per transaction: every unit touches the pages of every table and index
+// again, so fewer, larger units write faster (measured: a 1M-event load 12.7 s with one default
+// segment, about 19k frames, per unit, 11.6 s with 76k), while the decoded unit the writer
+// holds, the one queued behind it and the one being decoded grow with it (2.5 KB a frame).
+// minBatchBytes is what a transaction takes even past BatchSize segments: a transaction costs
+// round trips and an fsync whatever it holds, so tiny ones would cripple the load.
 const (
-	batchBytes    = 8 << 20
+	unitFrames    = 80_000
 	minBatchBytes = 1 << 20
 )
 

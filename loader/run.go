@@ -96,7 +96,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 
 	g, gctx := errgroup.WithContext(ctx)
 	jobs := make(chan job)
-	ready := make(chan *writeUnit, 1)
+	ready := make(chan *writeUnit)
 	chunks := make(chan *chunk, l.cfg.Workers)
 	// Slots bound the threads that read, decode and plan at once, however many workers: there
 	// are GOMAXPROCS-1 of them (at least one), the writer's thread being the other. The decode
@@ -298,20 +298,21 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 
 // groupSegments cuts segments (ascending FirstSeq) into jobs of consecutive segments of one
 // relay. A job takes segments until it has batch of them and at least minBytes raw bytes,
-// or until the next would take it past batchBytes (a larger segment goes alone).
+// or until the next would take it past unitFrames frames (a larger segment goes alone).
 func groupSegments(segs []spool.SegmentInfo, batch int, minBytes int64) []job {
 	var out []job
 	var cur job
-	var bytes int64
+	var bytes, frames int64
 	for _, s := range segs {
 		full := len(cur.segs) >= batch && bytes >= minBytes
-		if len(cur.segs) > 0 && (s.Relay != cur.relay || full || bytes+s.RawBytes > batchBytes) {
+		if len(cur.segs) > 0 && (s.Relay != cur.relay || full || frames+s.Count > unitFrames) {
 			out = append(out, cur)
-			cur, bytes = job{}, 0
+			cur, bytes, frames = job{}, 0, 0
 		}
 		cur.relay = s.Relay
 		cur.segs = append(cur.segs, s)
 		bytes += s.RawBytes
+		frames += s.Count
 	}
 	if len(cur.segs) > 0 {
 		out = append(out, cur)
