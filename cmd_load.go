@@ -22,7 +22,7 @@ import (
 type LoadFlags struct {
 	DatabaseURL   string   `help:"PostgreSQL URL of the AppView database (required)." env:"DATABASE_URL"`
 	Workers       int      `help:"Decode goroutines." default:"4"`
-	BatchSize     int      `help:"Most sealed segments per transaction once it holds 1 MiB of frames (a transaction stops growing at 8 MiB); 1 means one segment per transaction. It never splits a segment." default:"100"`
+	BatchSize     int      `help:"Most sealed segments per transaction once it holds 1 MiB of frames (a transaction stops growing at 80,000 frames or 288 MiB); 1 means one segment per transaction. It never splits a segment." default:"100"`
 	Collections   []string `help:"Only these record types (post, like, repost, follow, block, profile, or their NSIDs); empty means all." sep:","`
 	ServiceName   string   `help:"The firehose_cursor row this tool keeps its progress in." default:"backfill" env:"BACKFILL_SERVICE_NAME"`
 	MaxLoadEvents float64  `name:"max-load-events-per-sec" help:"Cap on events/s committed to the database, to run beside a live service; 0 means no cap." default:"0"`

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/spool"
 )
 
 // Defaults applied by Open to zero Config fields.
@@ -19,16 +20,18 @@ const (
 	DefaultBatchSize = 100
 )
 
-// unitFrames caps the frames of one transaction when it groups several segments; a segment
-// holding more still loads alone, in one transaction. What a unit costs the server beyond its
-// rows is per table and per transaction: every unit touches the pages of every table and index
-// again, so fewer, larger units write faster (measured: a 1M-event load 12.7 s with one default
-// segment, about 19k frames, per unit, 11.6 s with 76k), while the decoded unit the writer
-// holds, the one queued behind it and the one being decoded grow with it (2.5 KB a frame).
-// minBatchBytes is what a transaction takes even past BatchSize segments: a transaction costs
-// round trips and an fsync whatever it holds, so tiny ones would cripple the load.
+// unitFrames and unitBytes cap the frames and raw frame bytes of one transaction when it groups
+// several segments; a segment holding more still loads alone, in one transaction. What a unit
+// costs the server beyond its rows is per table and per transaction: every unit touches the
+// pages of every table and index again, so fewer, larger units write faster (measured: a
+// 1M-event load 12.7 s with one default segment, about 19k frames, per unit, 11.6 s with 76k;
+// 160k was slower again), while the decoded units in flight grow with it (about 2.5 KB a frame
+// of the test relay's 3.4 KB ones). minBatchBytes is what a transaction takes even past
+// BatchSize segments: a transaction costs round trips and an fsync whatever it holds, so tiny
+// ones would cripple the load.
 const (
 	unitFrames    = 80_000
+	unitBytes     = 4 * (spool.DefaultSegmentBytes + spool.MaxFrameBytes) // four default segments, each past its size by at most a frame
 	minBatchBytes = 1 << 20
 )
 

@@ -42,11 +42,14 @@
 //
 // Units and --batch-size: a unit is consecutive sealed segments loaded in one transaction.
 // BatchSize is the most segments one unit takes once it holds at least 1 MiB of raw frames, and
-// a unit never grows past 8 MiB (a larger segment, such as the spool's default 64 MiB one, is a
-// unit of its own). A transaction costs about 7 ms of round trips and fsync whatever it holds,
-// so the 1 MiB floor keeps BatchSize 1 from crippling a load of small (time-sealed) segments;
-// the 8 MiB cap keeps the decoder and the writer overlapping. With default segments BatchSize
-// changes nothing; larger values help only with many small segments.
+// a unit never grows past 80,000 frames or 288 MiB (a segment holding more is a unit of its
+// own). A
+// transaction costs round trips and an fsync whatever it holds, so the 1 MiB floor keeps
+// BatchSize 1 from crippling a load of small (time-sealed) segments. Every unit touches the
+// pages of every table and index again, so the server writes a unit's rows cheaper the more
+// there are; the frame cap bounds the memory of the units in flight (the writer's, and the
+// next one, planned) and keeps the decoder and the writer overlapping. Smaller BatchSize values
+// trade speed for smaller transactions.
 //
 // Write path, per unit: one pipelined batch (BEGIN; settings; the profile and handle updates of
 // users that exist; accounts; the pre-existing pairs the phase cut needs; the deletes that

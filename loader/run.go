@@ -103,8 +103,12 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 	// stage only has to keep ahead of the writer, and on a machine it shares with the
 	// database, a stage that takes every core slows the writer's statements and round trips
 	// more than it gains (measured on two cores: 5-8% of a load). The writer takes no slot:
-	// waiting for one between its transactions left the database idle.
-	slots := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
+	// waiting for one between its transactions left the database idle. Until the writer has its
+	// first unit the database has nothing to do, so the decoders have the writer's thread too:
+	// the writer takes that slot, for good, when the first unit reaches it.
+	decoders := max(1, runtime.GOMAXPROCS(0)-1)
+	writerSlot := min(1, runtime.GOMAXPROCS(0)-1)
+	slots := make(chan struct{}, decoders+writerSlot)
 	var decodeTime time.Duration
 
 	g.Go(func() error {
@@ -179,6 +183,13 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 			sum.WaitTime += time.Since(t0)
 			if w == nil {
 				return nil
+			}
+			for ; writerSlot > 0; writerSlot-- {
+				select {
+				case slots <- struct{}{}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
 			}
 			t1 := time.Now()
 			err := l.write(gctx, w, &sum)
@@ -298,14 +309,15 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 
 // groupSegments cuts segments (ascending FirstSeq) into jobs of consecutive segments of one
 // relay. A job takes segments until it has batch of them and at least minBytes raw bytes,
-// or until the next would take it past unitFrames frames (a larger segment goes alone).
+// or until the next would take it past unitFrames frames or unitBytes raw bytes (a larger
+// segment goes alone).
 func groupSegments(segs []spool.SegmentInfo, batch int, minBytes int64) []job {
 	var out []job
 	var cur job
 	var bytes, frames int64
 	for _, s := range segs {
 		full := len(cur.segs) >= batch && bytes >= minBytes
-		if len(cur.segs) > 0 && (s.Relay != cur.relay || full || frames+s.Count > unitFrames) {
+		if len(cur.segs) > 0 && (s.Relay != cur.relay || full || frames+s.Count > unitFrames || bytes+s.RawBytes > unitBytes) {
 			out = append(out, cur)
 			cur, bytes, frames = job{}, 0, 0
 		}

@@ -40,7 +40,7 @@ func TestSanitize(t *testing.T) {
 func TestGroupSegments(t *testing.T) {
 	t.Parallel()
 	seg := func(relay string, first int64, raw int64) spool.SegmentInfo {
-		return spool.SegmentInfo{Relay: relay, FirstSeq: first, LastSeq: first, RawBytes: raw, Count: raw / 1000}
+		return spool.SegmentInfo{Relay: relay, FirstSeq: first, LastSeq: first, RawBytes: raw, Count: raw / 10000}
 	}
 	frames := func(s spool.SegmentInfo, n int64) spool.SegmentInfo { s.Count = n; return s }
 	shape := func(jobs []job) string {
@@ -66,6 +66,7 @@ func TestGroupSegments(t *testing.T) {
 		{"tiny segments group past the batch size up to the floor", []spool.SegmentInfo{seg("r", 1, mb/4), seg("r", 2, mb/4), seg("r", 3, mb/4), seg("r", 4, mb/4), seg("r", 5, mb/4)}, 1, mb, "[xxxx][x]"},
 		{"without a floor batch 1 is one segment each", []spool.SegmentInfo{seg("r", 1, 10), seg("r", 2, 10)}, 1, 0, "[x][x]"},
 		{"the frame cap stops a group", []spool.SegmentInfo{frames(seg("r", 1, mb), 50*k), frames(seg("r", 2, mb), 30*k), frames(seg("r", 3, mb), 1)}, 100, mb, "[xx][x]"},
+		{"the byte cap stops a group", []spool.SegmentInfo{seg("r", 1, 200*mb), seg("r", 2, 100*mb), seg("r", 3, mb)}, 100, mb, "[x][xx]"},
 		{"a segment past the frame cap goes alone", []spool.SegmentInfo{frames(seg("r", 1, mb), 1), frames(seg("r", 2, mb), 200*k), frames(seg("r", 3, mb), 1)}, 100, mb, "[x][x][x]"},
 		{"a relay change stops a group", []spool.SegmentInfo{seg("a", 1, 10), seg("b", 2, 10)}, 100, mb, "[x][x]"},
 	}
