@@ -161,6 +161,17 @@ func TestDirectCopy(t *testing.T) {
 			falls: map[Table]int{TableLikes: 1},
 		},
 		tc{
+			// A create cut into a later phase (the delete of l2 follows a create at l2 that
+			// l4 kept from cancelling) meets the pair of a create of the first phase, which
+			// nothing deleted: it is probed before the blind COPY, which never meets it.
+			name: "pair tables: a create of a later phase meets a row of an earlier one",
+			evs: []tEvent{commitEv(1, alice,
+				op("create", nsLike, "l1", post(bob, "p1")), op("create", nsLike, "l2", post(carol, "p2")),
+				op("create", nsLike, "l4", post(carol, "p2")), op("delete", nsLike, "l2", ""),
+				op("create", nsLike, "l3", post(bob, "p1")))},
+			rows: map[Table]RowCount{TableUsers: {Inserted: 3}, TableLikes: {Inserted: 2, Deleted: 1}},
+		},
+		tc{
 			// Creates whose uri or pair an earlier unit of the run wrote are probed before the
 			// blind COPY (seenKeys), which therefore never meets them.
 			name: "pair tables and posts: creates meet rows of earlier units",

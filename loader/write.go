@@ -533,9 +533,24 @@ func (l *Loader) pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target
 	}
 	name := tab.String()
 	cols := pairColumns[tab-TableLikes]
+	// The suspects: creates whose uri or pair an earlier unit wrote, or an earlier phase of
+	// this one (a create cut into a later phase by a delete between may meet the row of one
+	// before the delete, which nothing deleted).
+	var before map[keyHash]struct{}
+	if k > 0 {
+		before = map[keyHash]struct{}{}
+		for _, r := range pl.rows {
+			if r.phase >= int32(k) {
+				break
+			}
+			before[r.op.uh], before[r.op.ph] = struct{}{}, struct{}{}
+		}
+	}
 	var suspects []int
 	for i, r := range rows {
-		if l.seen.has(r.op.uh) || l.seen.has(r.op.ph) {
+		_, uri := before[r.op.uh]
+		_, pair := before[r.op.ph]
+		if uri || pair || l.seen.has(r.op.uh) || l.seen.has(r.op.ph) {
 			suspects = append(suspects, i)
 		}
 	}
