@@ -147,6 +147,9 @@ type target struct {
 	// key returns create i's key, and its pair when the target is a pair table's (pairs set).
 	key   func(i int) (string, pairKey)
 	pairs bool
+	// distinct says the creates are pairwise distinct on uri and pair (a phase the planner
+	// found unordered), so only probes drop creates.
+	distinct bool
 	// byKey lists the creates in key order; when nil, keySorted says they are in key order.
 	byKey     []int32
 	keySorted bool
@@ -171,8 +174,9 @@ type target struct {
 // whose key and pair neither a probe found nor an earlier kept create takes.
 func (t *target) kept() []int {
 	keep := make([]int, 0, t.n)
-	if !t.pairs {
-		// Keys pairwise distinct (users by did, posts by uri): only probes drop creates.
+	if !t.pairs || t.distinct {
+		// Keys pairwise distinct (users by did, posts by uri, an unordered phase's creates):
+		// only probes drop creates.
 		for i := range t.n {
 			if t.found[i] == 0 {
 				keep = append(keep, i)

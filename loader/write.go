@@ -557,6 +557,7 @@ func (l *Loader) pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target
 	return &target{
 		suspects: suspects,
 		pairs:    true,
+		distinct: !pl.ordered[k],
 		byKey:    pl.byKey[k],
 		key:      func(i int) (string, pairKey) { return rows[i].op.uri, rows[i].op.key },
 		table:    name, cols: []string{"uri", cols[0], cols[1], "created_at", "indexed_at"}, n: len(rows),
