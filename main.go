@@ -53,10 +53,11 @@ func main() {
 }
 
 // tuneGC trades memory the process does not need for CPU the database does: a load keeps a
-// small live heap (two units in flight) and allocates fast, so the default GOGC=100 spent
-// about a core-second in ten on collections. GOGC=300 collects a third as often; a soft limit
-// of 320 MiB makes the collector work harder well before the heap could near the 500 MB a load
-// may take. GOGC and GOMEMLIMIT in the environment win.
+// live heap of about 200 MB (the unit being written and the next one, up to 80k frames each)
+// and allocates fast, so the default GOGC=100 spent about a core-second in ten on collections.
+// GOGC=300 collects a third as often; a soft limit of 400 MiB makes the collector work harder
+// well before the heap could near the 500 MB a load may take (at 320 MiB it took a tenth more
+// CPU with units that size). GOGC and GOMEMLIMIT in the environment win.
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(300)
