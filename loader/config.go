@@ -23,10 +23,10 @@ const (
 // unitFrames and unitBytes cap the frames and raw frame bytes of one transaction when it groups
 // several segments; a segment holding more still loads alone, in one transaction. What a unit
 // costs the server beyond its rows is per table and per transaction: every unit touches the
-// pages of every table and index again, so fewer, larger units write faster (measured: a
-// 1M-event load 12.7 s with one default segment, about 19k frames, per unit, 11.6 s with 76k;
-// 160k was slower again), while the decoded units in flight grow with it (about 2.5 KB a frame
-// of the test relay's 3.4 KB ones). minBatchBytes is what a transaction takes even past
+// pages of every table and index again, so fewer, larger units write faster (measured in
+// alternating runs of a 1M-event load: 12.2-12.7 s with one default segment, about 19k frames,
+// per unit, 10.6-12.1 s with 76k; 160k was slower again, 13.4 s), while the decoded units in
+// flight grow with it (about 2.5 KB a frame of the test relay's 3.4 KB ones). minBatchBytes is what a transaction takes even past
 // BatchSize segments: a transaction costs round trips and an fsync whatever it holds, so tiny
 // ones would cripple the load.
 const (
