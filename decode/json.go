@@ -307,14 +307,10 @@ func (w *jsonWriter) object(n, depth int, it jsonItem) (jsonItem, error) {
 		if i > 0 {
 			w.buf = append(w.buf, ',')
 		}
-		maj, l, err := w.r.head()
-		if err != nil {
-			return it, err
-		}
-		if maj != majText {
+		key, err := w.r.text()
+		if errors.Is(err, errNotText) {
 			return it, errJSONKey
 		}
-		key, err := w.r.bytes(l)
 		if err != nil {
 			return it, err
 		}
