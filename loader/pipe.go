@@ -16,14 +16,15 @@ import (
 // statements go out in one batch (BEGIN with the first, COMMIT with the last), and a direct
 // COPY carries its savepoint statements in its own query.
 //
-// Savepoints: backfill_cut, when taken, is where deletes sent before the phase cuts were final
-// can be undone; backfill_direct is taken just before each direct COPY (inside backfill_cut),
-// and released by the next one or at the end.
+// Savepoints: backfill_cut_N (N a pair table's index), when taken, is where that table's deletes
+// sent before its phase cuts were final (and the deletes sent after them) can be undone; they
+// nest, the first taken holds the others; backfill_direct is taken just before each direct COPY
+// (inside the cut savepoints), and released by the next one or at the end.
 type txPipe struct {
 	conn      *pgx.Conn
 	b         *pgx.Batch
 	copies    int  // direct COPYs attempted in this transaction
-	cutOpen   bool // backfill_cut is queued or taken
+	cutFirst  int  // the first backfill_cut_N queued or taken, or -1
 	direct    bool // backfill_direct is taken
 	counting  bool // a queued statement counts rows into the unit's result
 	probing   bool // a probe of a direct COPY's keys is queued
@@ -32,7 +33,7 @@ type txPipe struct {
 
 // newTxPipe queues BEGIN on conn.
 func newTxPipe(conn *pgx.Conn) *txPipe {
-	p := &txPipe{conn: conn}
+	p := &txPipe{conn: conn, cutFirst: -1}
 	p.queue(`BEGIN`)
 	return p
 }
@@ -99,15 +100,18 @@ func (p *txPipe) copyRows(ctx context.Context, table string, cols []string, n in
 	return ct.RowsAffected(), nil
 }
 
-// savepointCut queues the savepoint that undoes deletes sent before the cuts were final.
-func (p *txPipe) savepointCut() {
-	p.cutOpen = true
-	p.queue(`SAVEPOINT backfill_cut`)
+// savepointCut queues the savepoint that undoes pair table i's deletes sent before its cuts
+// were final, and every statement sent after it.
+func (p *txPipe) savepointCut(i int) {
+	if p.cutFirst < 0 {
+		p.cutFirst = i
+	}
+	p.queue(fmt.Sprintf(`SAVEPOINT backfill_cut_%d`, i))
 }
 
-// undoCut rolls back to backfill_cut.
-func (p *txPipe) undoCut(ctx context.Context) error {
-	if _, err := p.conn.Exec(ctx, `ROLLBACK TO SAVEPOINT backfill_cut`); err != nil {
+// undoCut rolls back to backfill_cut_i.
+func (p *txPipe) undoCut(ctx context.Context, i int) error {
+	if _, err := p.conn.Exec(ctx, fmt.Sprintf(`ROLLBACK TO SAVEPOINT backfill_cut_%d`, i)); err != nil {
 		return fmt.Errorf("undo deletes: %w", err)
 	}
 	return nil
@@ -116,12 +120,12 @@ func (p *txPipe) undoCut(ctx context.Context) error {
 // release queues the release of the open savepoints.
 func (p *txPipe) release() {
 	switch {
-	case p.cutOpen:
-		p.queue(`RELEASE SAVEPOINT backfill_cut`) // and backfill_direct, taken inside it
+	case p.cutFirst >= 0:
+		p.queue(fmt.Sprintf(`RELEASE SAVEPOINT backfill_cut_%d`, p.cutFirst)) // and those taken inside it
 	case p.direct:
 		p.queue(`RELEASE SAVEPOINT backfill_direct`)
 	}
-	p.cutOpen, p.direct = false, false
+	p.cutFirst, p.direct = -1, false
 }
 
 // directCopy is one COPY straight into a target table.

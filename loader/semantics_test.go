@@ -120,6 +120,34 @@ func TestSemantics(t *testing.T) {
 			checks: map[string][]string{"SELECT uri FROM likes": nil},
 		},
 		{
+			// The repost cut changes once the pre-existing pairs are read: its deletes and those
+			// of the tables after it are undone and sent again, the likes' and the posts' stay,
+			// and the probes of the tables whose cut stood still hold (r5 meets r4's pair).
+			name: "one pair table's recut, among deletes of pre-existing rows in every table",
+			evs: []tEvent{
+				commitEv(1, alice, op("create", nsLike, "l1", post(bob, "p1")), op("create", nsLike, "l9", post(bob, "p9")),
+					op("create", nsRepost, "r1", post(bob, "p1")), op("create", nsRepost, "r4", post(bob, "p3")),
+					op("create", nsFollow, "f1", bob), op("create", nsBlock, "b1", carol), postOp("create", "px", "x")),
+				commitEv(2, alice, op("create", nsLike, "l2", post(bob, "p2")), op("delete", nsLike, "l1", "")),
+				commitEv(3, alice, op("create", nsRepost, "r2", post(bob, "p1")), op("delete", nsRepost, "r1", "")),
+				commitEv(4, alice, op("create", nsRepost, "r5", post(bob, "p3"))),
+				commitEv(5, alice, op("create", nsFollow, "f2", carol), op("delete", nsFollow, "f1", "")),
+				commitEv(6, alice, op("create", nsBlock, "b2", bob), op("delete", nsBlock, "b1", "")),
+				commitEv(7, alice, postOp("delete", "px", "")),
+			},
+			cuts: []int{0},
+			cfg:  func(c *Config) { c.BatchSize = 1 },
+			checks: map[string][]string{
+				"SELECT uri FROM likes ORDER BY uri":   {likeURI(alice, "l2"), likeURI(alice, "l9")},
+				"SELECT uri FROM reposts ORDER BY uri": {"at://" + alice + "/" + nsRepost + "/r4"},
+				"SELECT uri FROM follows":              {"at://" + alice + "/" + nsFollow + "/f2"},
+				"SELECT uri FROM blocks":               {"at://" + alice + "/" + nsBlock + "/b2"},
+				"SELECT uri FROM posts":                nil,
+				"SELECT rows_written::text FROM backfill_segments ORDER BY first_seq DESC LIMIT 1": {
+					`{"likes": {"deleted": 1, "inserted": 1}, "posts": {"deleted": 1, "inserted": 0}, "blocks": {"deleted": 1, "inserted": 1}, "follows": {"deleted": 1, "inserted": 1}, "reposts": {"deleted": 1, "inserted": 0}}`},
+			},
+		},
+		{
 			name: "create with the pair of a row created in the same segment, then delete that row",
 			evs: []tEvent{
 				commitEv(1, alice, op("create", nsFollow, "f1", bob)),

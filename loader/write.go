@@ -186,7 +186,6 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 	// here for the uris that the first phase does not delete, returned by its deletes for the
 	// others.
 	existing := [numPairTables]map[string]pairKey{}
-	speculative := false
 	readPairs := func(m map[string]pairKey, only map[string]bool, n *int64) func(pgx.Rows) error {
 		return func(rows pgx.Rows) error {
 			for rows.Next() {
@@ -209,7 +208,6 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		if len(p.lookups[i]) == 0 {
 			continue
 		}
-		speculative = true
 		existing[i] = map[string]pairKey{}
 		if len(p.lateLookups[i]) > 0 {
 			tp.queue(fmt.Sprintf("SELECT uri, %s, %s FROM %s WHERE uri = ANY($1)", pairColumns[i][0], pairColumns[i][1], (TableLikes+Table(i)).String()), p.lateLookups[i]).
@@ -218,13 +216,12 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 	}
 
 	// The deletes that come before every create: those of posts, and those of each pair
-	// table's first phase. The cuts are the planner's until the pre-existing pairs are read (in
-	// the same batch, before the deletes), so the deletes go inside a savepoint that undoes them
-	// if a cut changes.
-	if speculative {
-		tp.savepointCut()
-	}
+	// table's first phase. A pair table's cuts are the planner's until the pre-existing pairs
+	// are read (in the same batch, before the deletes), so when they may change, the table's
+	// deletes go after a savepoint of its own (backfill_cut_i) that undoes them, and the
+	// statements after them, if a cut changes: the tables before it keep their deletes.
 	var early [NumTables]RowCount
+	var cut [numPairTables]bool // backfill_cut_i is taken before table i's deletes
 	if len(p.postDeletes) > 0 {
 		tp.queueCount(&early[TablePosts].Deleted, `DELETE FROM posts WHERE uri = ANY($1)`, p.postDeletes)
 	}
@@ -234,6 +231,10 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 			continue
 		}
 		tab := TableLikes + Table(i)
+		if len(p.lookups[i]) > 0 {
+			tp.savepointCut(i)
+			cut[i] = true
+		}
 		if len(p.lookups[i]) == 0 {
 			tp.queueCount(&early[tab].Deleted, fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1)`, tab), d)
 			continue
@@ -278,11 +279,15 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		return res, false, fmt.Errorf("read, update and delete: %w", err)
 	}
 
-	recut := false
+	undo := -1 // the first pair table whose cut changed after its deletes were sent
 	for i := range phases {
 		if phases[i].needsRecut(existing[i]) {
 			phases[i] = cutPhases(p.pairs[i], existing[i])
-			recut = true
+			// Without a savepoint, the table sent no deletes, and its new cut has none before
+			// its first create either: more known pairs only cut earlier.
+			if undo < 0 && cut[i] {
+				undo = i
+			}
 			if pairMode[i] != modeStaging {
 				pairT[i] = l.pairTarget(TableLikes+Table(i), &phases[i], 0, pairMode[i] == modeBlind)
 			} else {
@@ -291,33 +296,25 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		}
 		res.phases[i] = phases[i].phases
 	}
-	if recut {
-		// The deletes may belong to later phases now: undo them and send the first phase's;
-		// the probes made after them are void (applyDirect probes again).
-		if err = tp.undoCut(ctx); err != nil {
+	redo := NumTables // the deletes of this table and those after it are undone and sent again
+	if undo >= 0 {
+		// The deletes of the table whose cut changed may belong to later phases now: undo them
+		// (and those of the tables after it) and send the first phase's. Only the probes of the
+		// tables whose cut changed are void (applyDirect probes their new targets); the others
+		// are read again in the state they were read in: the same deletes, nothing else.
+		if err = tp.undoCut(ctx, undo); err != nil {
 			return res, false, err
 		}
-		if len(p.postDeletes) > 0 {
-			tp.queueCount(&res.rows[TablePosts].Deleted, `DELETE FROM posts WHERE uri = ANY($1)`, p.postDeletes)
-		}
-		for i := range phases {
+		redo = TableLikes + Table(undo)
+		for i := undo; i < len(phases); i++ {
 			if d := phases[i].deletes[0]; len(d) > 0 {
 				tab := TableLikes + Table(i)
 				tp.queueCount(&res.rows[tab].Deleted, fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1)`, tab), d)
 			}
 		}
-		if postT != nil {
-			postT.unprobe()
-		}
-		for _, t := range pairT {
-			if t != nil {
-				t.unprobe()
-			}
-		}
-	} else {
-		for t := range early {
-			res.rows[t].Deleted += early[t].Deleted
-		}
+	}
+	for t := range redo {
+		res.rows[t].Deleted += early[t].Deleted
 	}
 
 	// Straight into the tables, as far as they go.
