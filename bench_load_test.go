@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ var (
 	benchEvents  = flag.Int("bench-events", 1_000_000, "events in the load benchmark's spool")
 	benchPrefill = flag.Int("bench-prefill", 10_000_000, "rows already in the tables for the load benchmark's second round (0 skips it)")
 	benchNaive   = flag.Duration("bench-naive", 60*time.Second, "how long the load benchmark runs the row-by-row floor")
+	benchRepeat  = flag.Int("bench-repeat", 3, "loads and ceilings per round of the load benchmark (alternately; medians reported)")
 )
 
 // BenchmarkLoadLarge loads a spool of realistic events (from the test relay: real MSTs, signed
@@ -36,8 +38,10 @@ var (
 //   - naive: one autocommitted statement per row, as the replaced tool does (the floor),
 //     run for -bench-naive on the start of the spool
 //
-// then the same three with -bench-prefill rows already in the tables. The spool is cached in
-// $TMPDIR/backfill-bench between runs.
+// then the same three with -bench-prefill rows already in the tables. Each round runs the load
+// and the ceiling -bench-repeat times, alternately, each into a fresh copy of the round's
+// template, and reports their medians: a machine shared with others drifts between runs. The
+// spool is cached in $TMPDIR/backfill-bench between runs.
 //
 // Run it with: go test -run '^$' -bench BenchmarkLoadLarge -benchtime 1x -timeout 90m .
 func BenchmarkLoadLarge(b *testing.B) {
@@ -54,41 +58,49 @@ func BenchmarkLoadLarge(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		round := func(name, template string) {
-			// load
-			dsn := newDatabaseFrom(b, template)
-			bin := binary(b) // builds it on first use: not part of the timed load
-			t0 := time.Now()
-			cmd := exec.Command(bin, "load", "--spool", dir, "--database-url", dsn, "--progress", "none", "--log-level", "warn")
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				b.Fatal(err)
+			// load and ceiling, alternately, -bench-repeat times each: the medians are reported
+			var loads, copies []time.Duration
+			var rss, events, rows, copyRows int64
+			var dump map[string][]byte
+			for r := range *benchRepeat {
+				dsn := newDatabaseFrom(b, template)
+				loadTime, peak := timeLoad(b, dsn, dir)
+				loads, rss = append(loads, loadTime), max(rss, peak)
+				ev, rw := loadedCounts(b, dsn)
+				if r > 0 && (ev != events || rw != rows) {
+					b.Fatalf("load %d wrote %d events, %d rows; the first %d, %d", r+1, ev, rw, events, rows)
+				}
+				events, rows = ev, rw
+				if dump == nil {
+					dump = dumpTables(b, dsn) // the final rows, the same every time
+				}
+				dropDatabase(b, dsn)
+				b.Logf("%s load %d:  %d events, %d rows written in %s: %.0f events/s, %.0f rows/s, peak RSS %.0f MiB",
+					name, r+1, events, rows, loadTime.Round(time.Millisecond), float64(events)/loadTime.Seconds(), float64(rows)/loadTime.Seconds(), float64(peak)/1024)
+
+				// ceiling: COPY the final rows into copies of the tables
+				cdsn := newDatabaseFrom(b, template)
+				n, copyTime := copyTables(b, cdsn, dump)
+				copies, copyRows = append(copies, copyTime), n
+				dropDatabase(b, cdsn)
+				b.Logf("%s copy %d:  %d final rows in %s: %.0f rows/s (this pair's ratio %.2f)",
+					name, r+1, copyRows, copyTime.Round(time.Millisecond), float64(copyRows)/copyTime.Seconds(), copyTime.Seconds()/loadTime.Seconds())
 			}
-			hwm := watchHWM(cmd.Process.Pid)
-			if err := cmd.Wait(); err != nil {
-				b.Fatalf("backfill load: %v\n%s", err, out.String())
-			}
-			loadTime := time.Since(t0)
-			rss := hwm()
-			events, rows := loadedCounts(b, dsn)
+			loadTime, copyTime := median(loads), median(copies)
 			b.ReportMetric(float64(events)/loadTime.Seconds(), name+"_load_events/s")
 			b.ReportMetric(float64(rows)/loadTime.Seconds(), name+"_load_rows/s")
 			b.ReportMetric(float64(rss)/1024, name+"_load_peak_RSS_MiB")
-			b.Logf("%s load:  %d events, %d rows written in %s: %.0f events/s, %.0f rows/s, peak RSS %.0f MiB",
-				name, events, rows, loadTime.Round(time.Millisecond), float64(events)/loadTime.Seconds(), float64(rows)/loadTime.Seconds(), float64(rss)/1024)
-
-			// ceiling: COPY the final rows into copies of the tables
-			dump := dumpTables(b, dsn)
-			cdsn := newDatabaseFrom(b, template)
-			copyRows, copyTime := copyTables(b, cdsn, dump)
 			b.ReportMetric(float64(copyRows)/copyTime.Seconds(), name+"_copy_rows/s")
 			b.ReportMetric(copyTime.Seconds()/loadTime.Seconds(), name+"_load/copy")
-			b.Logf("%s copy:  %d final rows in %s: %.0f rows/s; load took %.2fx the ceiling's time (ratio %.2f)",
-				name, copyRows, copyTime.Round(time.Millisecond), float64(copyRows)/copyTime.Seconds(), loadTime.Seconds()/copyTime.Seconds(), copyTime.Seconds()/loadTime.Seconds())
+			b.Logf("%s load:  median of %d: %s: %.0f events/s, %.0f rows/s, peak RSS %.0f MiB",
+				name, len(loads), loadTime.Round(time.Millisecond), float64(events)/loadTime.Seconds(), float64(rows)/loadTime.Seconds(), float64(rss)/1024)
+			b.Logf("%s copy:  median of %d: %s: %.0f rows/s; load took %.2fx the ceiling's time (ratio %.2f)",
+				name, len(copies), copyTime.Round(time.Millisecond), float64(copyRows)/copyTime.Seconds(), loadTime.Seconds()/copyTime.Seconds(), copyTime.Seconds()/loadTime.Seconds())
 
 			// floor
 			ndsn := newDatabaseFrom(b, template)
 			nEvents, nRows, nTime := naiveLoad(b, ndsn, dir, *benchNaive)
+			dropDatabase(b, ndsn)
 			b.ReportMetric(float64(nEvents)/nTime.Seconds(), name+"_naive_events/s")
 			b.ReportMetric(float64(nRows)/nTime.Seconds(), name+"_naive_rows/s")
 			b.ReportMetric((float64(events)/loadTime.Seconds())/(float64(nEvents)/nTime.Seconds()), name+"_load/naive")
@@ -101,6 +113,50 @@ func BenchmarkLoadLarge(b *testing.B) {
 		if *benchPrefill > 0 {
 			round(fmt.Sprintf("%dM", *benchPrefill/1_000_000), schemaTemplate(b, *benchPrefill))
 		}
+	}
+}
+
+// timeLoad runs `backfill load` of dir into dsn as a child process and returns its wall time
+// and peak RSS (KiB).
+func timeLoad(b *testing.B, dsn, dir string) (time.Duration, int64) {
+	b.Helper()
+	bin := binary(b) // builds it on first use: not part of the timed load
+	t0 := time.Now()
+	cmd := exec.Command(bin, "load", "--spool", dir, "--database-url", dsn, "--progress", "none", "--log-level", "warn")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	hwm := watchHWM(cmd.Process.Pid)
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("backfill load: %v\n%s", err, out.String())
+	}
+	return time.Since(t0), hwm()
+}
+
+// median returns the middle value of ds (the mean of the middle two for an even count).
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// dropDatabase drops dsn's database now, to give its disk and page cache back before the next
+// step.
+func dropDatabase(b *testing.B, dsn string) {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, adminDSN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+dbName(dsn)+" WITH (FORCE)"); err != nil {
+		b.Fatalf("drop database: %v", err)
 	}
 }
 
