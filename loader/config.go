@@ -25,10 +25,11 @@ const (
 // costs the server beyond its rows is per table and per transaction: every unit touches the
 // pages of every table and index again, so fewer, larger units write faster (measured in
 // alternating runs of a 1M-event load: 12.2-12.7 s with one default segment, about 19k frames,
-// per unit, 10.6-12.1 s with 76k; 160k was slower again, 13.4 s), while the decoded units in
-// flight grow with it (about 2.5 KB a frame of the test relay's 3.4 KB ones). minBatchBytes is what a transaction takes even past
-// BatchSize segments: a transaction costs round trips and an fsync whatever it holds, so tiny
-// ones would cripple the load.
+// per unit, 10.6-12.1 s with 76k; 160k was slower again, 13.4 s; on a later machine 120k and
+// 160k were within the noise of 80k), while the decoded units in flight grow with it (about
+// 2.5 KB a frame of the test relay's 3.4 KB ones). minBatchBytes is what a transaction takes
+// even past BatchSize segments: a transaction costs round trips and an fsync whatever it holds,
+// so tiny ones would cripple the load.
 const (
 	unitFrames    = 80_000
 	unitBytes     = 4 * (spool.DefaultSegmentBytes + spool.MaxFrameBytes) // four default segments, each past its size by at most a frame
