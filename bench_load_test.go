@@ -139,14 +139,22 @@ func median(ds []time.Duration) time.Duration {
 // step.
 func dropDatabase(b *testing.B, dsn string) {
 	b.Helper()
+	adminExec(b, "drop database", "DROP DATABASE IF EXISTS "+dbName(dsn)+" WITH (FORCE)")
+}
+
+// adminExec runs statements one after another on a connection to the postgres database.
+func adminExec(b *testing.B, what string, stmts ...string) {
+	b.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, adminDSN)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+dbName(dsn)+" WITH (FORCE)"); err != nil {
-		b.Fatalf("drop database: %v", err)
+	for _, q := range stmts {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			b.Fatalf("%s: %v", what, err)
+		}
 	}
 }
 
@@ -245,22 +253,11 @@ func schemaTemplate(b *testing.B, prefill int) string {
 // newDatabaseFrom creates a fresh database as a copy of the template's.
 func newDatabaseFrom(b *testing.B, template string) string {
 	b.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, adminDSN)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	tname := dbName(template)
 	name := fmt.Sprintf("%s_c%d", tname, time.Now().UnixNano()%1e9)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tname); err != nil {
-		b.Fatalf("copy database: %v", err)
-	}
 	// The copy leaves the template's pages dirty (PostgreSQL 15 copies through the WAL): write
 	// them now, or a checkpoint writes them during whatever is timed next.
-	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
-		b.Fatalf("checkpoint: %v", err)
-	}
+	adminExec(b, "copy database", "CREATE DATABASE "+name+" TEMPLATE "+tname, "CHECKPOINT")
 	b.Cleanup(func() {
 		c, err := pgx.Connect(context.Background(), adminDSN)
 		if err == nil {
