@@ -301,7 +301,7 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		// The deletes of the table whose cut changed may belong to later phases now: undo them
 		// (and those of the tables after it) and send the first phase's. Only the probes of the
 		// tables whose cut changed are void (applyDirect probes their new targets); the others
-		// are read again in the state they were read in: the same deletes, nothing else.
+		// stand, as their tables get the same deletes again and nothing else.
 		if err = tp.undoCut(ctx, undo); err != nil {
 			return res, false, err
 		}
