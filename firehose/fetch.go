@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/backfill/backfill/internal/ctxtime"
+
 	"github.com/backfill/backfill/decode"
 )
 
@@ -206,7 +208,7 @@ func (f *fetcher) run(ctx context.Context) error {
 		}
 		f.st.Reconnects.Add(1)
 		f.cfg.Logger.Warn("relay connection lost; reconnecting", "err", re.why, "resume_after", f.last)
-		if err := sleep(ctx, f.backoff()); err != nil {
+		if err := ctxtime.Sleep(ctx, f.backoff()); err != nil {
 			return err
 		}
 	}
@@ -232,7 +234,7 @@ func (f *fetcher) connect(ctx context.Context, cursor *int64) (*Conn, error) {
 			wait = max(wait, de.RetryAfter)
 		}
 		f.cfg.Logger.Warn("relay connection failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
-		if err := sleep(ctx, wait); err != nil {
+		if err := ctxtime.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -438,17 +440,6 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 	return nil
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -475,5 +466,5 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 	if l.tokens >= 0 {
 		return nil
 	}
-	return sleep(ctx, time.Duration(-l.tokens/l.rate*float64(time.Second)))
+	return ctxtime.Sleep(ctx, time.Duration(-l.tokens/l.rate*float64(time.Second)))
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backfill/backfill/internal/ctxtime"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -124,7 +126,7 @@ func (l *Loader) connect(ctx context.Context) error {
 		if ok || try == 4 {
 			break
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := ctxtime.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return fail(err)
 		}
 	}

@@ -1,28 +1,14 @@
 package loader
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// sleep waits for d, or until ctx is done (its error).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // transient reports whether err may go away when the transaction is retried on a new
 // connection: lost connections, server shutdown and startup, serialization failures and

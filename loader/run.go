@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backfill/backfill/internal/ctxtime"
+
 	"github.com/backfill/backfill/decode"
 	"github.com/backfill/backfill/spool"
 	"github.com/jackc/pgx/v5"
@@ -300,7 +302,7 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 			return nil
 		}
 		if n == 0 {
-			if err := sleep(ctx, pollInterval); err != nil {
+			if err := ctxtime.Sleep(ctx, pollInterval); err != nil {
 				return err
 			}
 		}
@@ -546,7 +548,7 @@ func (l *Loader) throttle(ctx context.Context, events int64) error {
 	if wait <= 0 {
 		return nil
 	}
-	return sleep(ctx, wait)
+	return ctxtime.Sleep(ctx, wait)
 }
 
 // knownCap bounds the DIDs a run remembers as present in users (about 80 bytes each).
@@ -606,7 +608,7 @@ func (l *Loader) withRetry(ctx context.Context, f func(conn *pgx.Conn) error) (i
 		}
 		d := min(pol.MaxDelay, pol.MinDelay<<min(attempt-1, 30))
 		d = d/2 + rand.N(d/2+1)
-		if serr := sleep(ctx, d); serr != nil {
+		if serr := ctxtime.Sleep(ctx, d); serr != nil {
 			return attempt, fmt.Errorf("%w (%v)", serr, err)
 		}
 	}
