@@ -139,17 +139,14 @@ func median(ds []time.Duration) time.Duration {
 // step.
 func dropDatabase(b *testing.B, dsn string) {
 	b.Helper()
-	adminExec(b, "drop database", "DROP DATABASE IF EXISTS "+dbName(dsn)+" WITH (FORCE)")
+	execAll(b, adminDSN, "drop database", "DROP DATABASE IF EXISTS "+dbName(dsn)+" WITH (FORCE)")
 }
 
-// adminExec runs statements one after another on a connection to the postgres database.
-func adminExec(b *testing.B, what string, stmts ...string) {
+// execAll runs statements one after another on a connection to dsn.
+func execAll(b *testing.B, dsn, what string, stmts ...string) {
 	b.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, adminDSN)
-	if err != nil {
-		b.Fatal(err)
-	}
+	conn := connect(b, dsn)
 	defer conn.Close(ctx)
 	for _, q := range stmts {
 		if _, err := conn.Exec(ctx, q); err != nil {
@@ -225,10 +222,6 @@ func schemaTemplate(b *testing.B, prefill int) string {
 	l.Close()
 	if prefill > 0 {
 		t0 := time.Now()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			b.Fatal(err)
-		}
 		p := func(f float64) int { return int(float64(prefill) * f) }
 		stmts := []string{
 			fmt.Sprintf(`INSERT INTO users (did, handle, created_at, indexed_at) SELECT 'did:plc:fill' || md5(i::text), 'u' || i || '.bsky.social', now(), now() FROM generate_series(1, %d) i`, p(0.05)),
@@ -239,12 +232,7 @@ func schemaTemplate(b *testing.B, prefill int) string {
 			fmt.Sprintf(`INSERT INTO blocks (uri, blocker_did, blocked_did, created_at, indexed_at) SELECT 'at://did:plc:fill' || md5((i %% 500000)::text) || '/app.bsky.graph.block/' || md5(i::text), 'did:plc:fill' || md5((i %% 500000)::text), 'did:plc:fill' || md5((i * 37)::text), now(), now() FROM generate_series(1, %d) i`, p(0.02)),
 			`VACUUM ANALYZE`,
 		}
-		for _, s := range stmts {
-			if _, err := conn.Exec(ctx, s); err != nil {
-				b.Fatalf("prefill: %v", err)
-			}
-		}
-		conn.Close(ctx)
+		execAll(b, dsn, "prefill", stmts...)
 		b.Logf("prefilled %d rows in %s", prefill, time.Since(t0).Round(time.Second))
 	}
 	return dsn
@@ -257,7 +245,7 @@ func newDatabaseFrom(b *testing.B, template string) string {
 	name := fmt.Sprintf("%s_c%d", tname, time.Now().UnixNano()%1e9)
 	// The copy leaves the template's pages dirty (PostgreSQL 15 copies through the WAL): write
 	// them now, or a checkpoint writes them during whatever is timed next.
-	adminExec(b, "copy database", "CREATE DATABASE "+name+" TEMPLATE "+tname, "CHECKPOINT")
+	execAll(b, adminDSN, "copy database", "CREATE DATABASE "+name+" TEMPLATE "+tname, "CHECKPOINT")
 	b.Cleanup(func() {
 		c, err := pgx.Connect(context.Background(), adminDSN)
 		if err == nil {
@@ -278,12 +266,9 @@ func dbName(dsn string) string {
 func loadedCounts(b *testing.B, dsn string) (events, rows int64) {
 	b.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
+	conn := connect(b, dsn)
 	defer conn.Close(ctx)
-	err = conn.QueryRow(ctx, `SELECT coalesce(sum(events), 0)::bigint,
+	err := conn.QueryRow(ctx, `SELECT coalesce(sum(events), 0)::bigint,
 		coalesce((SELECT round(sum(((v->>'inserted')::bigint + coalesce((v->>'updated')::bigint, 0) + coalesce((v->>'deleted')::bigint, 0))::numeric / s.batch_segments))
 		 FROM backfill_segments s, jsonb_each(s.rows_written) AS r(k, v)), 0)::bigint FROM backfill_segments`).Scan(&events, &rows)
 	if err != nil {
@@ -298,10 +283,7 @@ var benchTables = []string{"users", "posts", "likes", "reposts", "follows", "blo
 func dumpTables(b *testing.B, dsn string) map[string][]byte {
 	b.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
+	conn := connect(b, dsn)
 	defer conn.Close(ctx)
 	out := map[string][]byte{}
 	for _, t := range benchTables {
@@ -323,10 +305,7 @@ func dumpTables(b *testing.B, dsn string) map[string][]byte {
 func copyTables(b *testing.B, dsn string, dump map[string][]byte) (int64, time.Duration) {
 	b.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
+	conn := connect(b, dsn)
 	defer conn.Close(ctx)
 	var rows int64
 	t0 := time.Now()
@@ -345,10 +324,7 @@ func copyTables(b *testing.B, dsn string, dump map[string][]byte) (int64, time.D
 func naiveLoad(b *testing.B, dsn, dir string, d time.Duration) (events, rows int64, took time.Duration) {
 	b.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
+	conn := connect(b, dsn)
 	defer conn.Close(ctx)
 	segs, err := spool.ListSegments(dir)
 	if err != nil {

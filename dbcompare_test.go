@@ -51,14 +51,21 @@ func newDatabase(t testing.TB) string {
 	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
 }
 
+// connect opens a connection to dsn, failing the test when it cannot; the caller closes it.
+func connect(tb testing.TB, dsn string) *pgx.Conn {
+	tb.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	return conn
+}
+
 // dumpDB reads every target table into the model's shape.
 func dumpDB(t testing.TB, dsn string) *relaytest.Model {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := connect(t, dsn)
 	defer conn.Close(ctx)
 	m := relaytest.NewModel()
 	query := func(sql string, scan func(pgx.Rows) error) {
@@ -137,7 +144,7 @@ func dumpDB(t testing.TB, dsn string) *relaytest.Model {
 	})
 	var cursor *string
 	var lastTime *time.Time
-	err = conn.QueryRow(ctx, `SELECT cursor, last_event_time FROM firehose_cursor WHERE service = 'backfill'`).Scan(&cursor, &lastTime)
+	err := conn.QueryRow(ctx, `SELECT cursor, last_event_time FROM firehose_cursor WHERE service = 'backfill'`).Scan(&cursor, &lastTime)
 	if err == nil && cursor != nil {
 		fmt.Sscan(*cursor, &m.LastSeq)
 		if lastTime != nil {
