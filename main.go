@@ -53,7 +53,7 @@ func main() {
 }
 
 // tuneGC trades memory the process does not need for CPU the database does: a load keeps a
-// live heap of about 200 MB (the unit being written and the next one, up to 80k frames each)
+// live heap of 130-200 MB (the unit being written and the next one, up to 80k frames each)
 // and allocates fast, so the default GOGC=100 spent about a core-second in ten on collections.
 // GOGC=300 collects a third as often; a soft limit of 400 MiB makes the collector work harder
 // well before the heap could near the 500 MB a load may take (at 320 MiB it took a tenth more
