@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -190,4 +191,51 @@ func FuzzCutPhases(f *testing.F) {
 			t.Fatalf("initial %v ops %+v\nphases %+v\n got %v\nwant %v", initial.byURI, ops, pl, got, want)
 		}
 	})
+}
+
+// TestURIOrder checks uriOrder against a plain sort: uris of did:plc repositories in string
+// order, after the others (in string order among themselves).
+func TestURIOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	str := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	dids := []string{"did:web:example.com", "did:plc:" + str(3), "did:plc:" + str(5)}
+	for range 20 {
+		dids = append(dids, "did:plc:"+str(24))
+	}
+	dids = append(dids, "did:plc:"+dids[5][8:16]+str(16)) // same first eight characters as another
+	var uris []string
+	for range 2000 {
+		uris = append(uris, "at://"+dids[rng.IntN(len(dids))]+"/app.bsky.feed.like/"+str(13))
+	}
+	uris = append(uris, "at://did:plc:", "", "at://did:plc:"+dids[5][8:16])
+	got := uriOrder(len(uris), func(i int) string { return uris[i] })
+	sorted := make([]string, len(got))
+	for j, i := range got {
+		sorted[j] = uris[i]
+	}
+	want := slices.Clone(uris)
+	plc := func(u string) bool { return strings.HasPrefix(u, "at://did:plc:") && len(u) >= len("at://did:plc:")+8 }
+	slices.SortFunc(want, func(a, b string) int {
+		if plc(a) != plc(b) {
+			if plc(a) {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a, b)
+	})
+	if !slices.Equal(sorted, want) {
+		for i := range want {
+			if sorted[i] != want[i] {
+				t.Fatalf("position %d: %q, want %q", i, sorted[i], want[i])
+			}
+		}
+	}
 }
