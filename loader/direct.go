@@ -145,8 +145,11 @@ type target struct {
 	n     int
 	row   func(i int, r *copyRow) // encodes create i
 	// key returns create i's key, and its pair when the target is a pair table's (pairs set).
-	key   func(i int) (string, pairKey)
-	pairs bool
+	key func(i int) (string, pairKey)
+	// hashes returns create i's uri and pair hashes (seen.go), when the target has them: kept
+	// then looks keys up by hash, comparing the keys themselves only when hashes meet.
+	hashes func(i int) (keyHash, keyHash)
+	pairs  bool
 	// distinct says the creates are pairwise distinct on uri and pair (a phase the planner
 	// found unordered), so only probes drop creates.
 	distinct bool
@@ -178,11 +181,17 @@ func (t *target) kept() []int {
 		// Keys pairwise distinct (users by did, posts by uri, an unordered phase's creates):
 		// only probes drop creates.
 		for i := range t.n {
-			if t.found[i] == 0 {
+			if len(t.found) == 0 || t.found[i] == 0 {
 				keep = append(keep, i)
 			}
 		}
 		return keep
+	}
+	if t.hashes != nil {
+		if keep, ok := t.keptByHash(keep); ok {
+			return keep
+		}
+		keep = keep[:0]
 	}
 	keys := make(map[string]struct{}, t.n)
 	pairs := make(map[pairKey]struct{}, t.n)
@@ -207,6 +216,66 @@ func (t *target) kept() []int {
 		keep = append(keep, i)
 	}
 	return keep
+}
+
+// keptByHash is kept with the keys' hashes for map keys, which hash and compare faster than the
+// strings of the uri and the pair. When two creates' hashes meet, their keys are compared; when
+// the keys differ (two keys with one 64-bit hash), it gives up and reports false.
+func (t *target) keptByHash(keep []int) ([]int, bool) {
+	keys := make(map[keyHash]int, t.n) // hash -> a create with that uri
+	pairs := make(map[keyHash]int, t.n)
+	same := func(i, j int, pair bool) bool {
+		ki, pi := t.key(i)
+		kj, pj := t.key(j)
+		if pair {
+			return pi == pj
+		}
+		return ki == kj
+	}
+	// holds reports whether m has h for create i's key; false when a different key has h.
+	holds := func(m map[keyHash]int, h keyHash, i int, pair bool) (held, clash bool) {
+		j, ok := m[h]
+		if !ok {
+			return false, false
+		}
+		if !same(i, j, pair) {
+			return false, true
+		}
+		return true, false
+	}
+	for i, e := range t.found {
+		uh, ph := t.hashes(i)
+		if e&existKey != 0 {
+			if _, clash := holds(keys, uh, i, false); clash {
+				return nil, false
+			}
+			keys[uh] = i
+		}
+		if e&existPair != 0 {
+			if _, clash := holds(pairs, ph, i, true); clash {
+				return nil, false
+			}
+			pairs[ph] = i
+		}
+	}
+	for i := range t.n {
+		uh, ph := t.hashes(i)
+		held, clash := holds(keys, uh, i, false)
+		if clash {
+			return nil, false
+		}
+		if held {
+			continue
+		}
+		if held, clash = holds(pairs, ph, i, true); clash {
+			return nil, false
+		} else if held {
+			continue
+		}
+		keys[uh], pairs[ph] = i, i
+		keep = append(keep, i)
+	}
+	return keep, true
 }
 
 // queueProbe queues the read of which keys of the creates of idx (all when nil) exist.

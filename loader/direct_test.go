@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -477,6 +478,36 @@ func TestDirectCopyError(t *testing.T) {
 	for _, table := range []string{"users", "posts", "follows"} {
 		if got := query(t, c, `SELECT count(*)::text FROM `+table); !slices.Equal(got, []string{"0"}) {
 			t.Errorf("%s has %v rows after the failed unit, want 0", table, got)
+		}
+	}
+}
+
+// TestKept checks that the creates a pair target keeps are the same whether kept compares keys
+// or their hashes, including when different keys share a hash.
+func TestKept(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 9))
+	for round := range 300 {
+		n := 1 + rng.IntN(40)
+		ops := make([]pairOp, n)
+		for i := range ops {
+			ops[i].uri = fmt.Sprintf("at://did:plc:a/app.bsky.feed.like/%d", rng.IntN(n))
+			ops[i].key = pairKey{fmt.Sprintf("did:plc:%d", rng.IntN(3)), fmt.Sprintf("at://p/%d", rng.IntN(4))}
+			ops[i].uh, ops[i].ph = uriHash(TableLikes, ops[i].uri), pairHash(TableLikes, ops[i].key)
+		}
+		found := map[int]exist{}
+		for range rng.IntN(4) {
+			found[rng.IntN(n)] = exist(1 + rng.IntN(3))
+		}
+		tgt := func(hashes func(i int) (keyHash, keyHash)) *target {
+			return &target{n: n, pairs: true, found: found, hashes: hashes,
+				key: func(i int) (string, pairKey) { return ops[i].uri, ops[i].key }}
+		}
+		want := tgt(nil).kept()
+		byHash := tgt(func(i int) (keyHash, keyHash) { return ops[i].uh, ops[i].ph }).kept()
+		// Few hashes for many keys: every lookup that meets another key's hash must notice.
+		clash := tgt(func(i int) (keyHash, keyHash) { return ops[i].uh % 2, ops[i].ph % 2 }).kept()
+		if !slices.Equal(byHash, want) || !slices.Equal(clash, want) {
+			t.Fatalf("round %d: kept by key %v, by hash %v, by clashing hashes %v", round, want, byHash, clash)
 		}
 	}
 }

@@ -43,7 +43,9 @@
 // Units and --batch-size: a unit is consecutive sealed segments loaded in one transaction.
 // BatchSize is the most segments one unit takes once it holds at least 1 MiB of raw frames, and
 // a unit never grows past 80,000 frames or 288 MiB (a segment holding more is a unit of its
-// own). A
+// own); a run's first four units are smaller (an eighth of those caps, then a quarter, a half and
+// three quarters, never less than one segment), so the database starts once one segment is
+// decoded instead of four, and the decoders stay ahead of the writer as units grow. A
 // transaction costs round trips and an fsync whatever it holds, so the 1 MiB floor keeps
 // BatchSize 1 from crippling a load of small (time-sealed) segments. Every unit touches the
 // pages of every table and index again, so the server writes a unit's rows cheaper the more

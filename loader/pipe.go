@@ -56,13 +56,20 @@ func (p *txPipe) queueCount(c *int64, sql string, args ...any) {
 }
 
 // flush sends the queued statements and reads their results.
-func (p *txPipe) flush(ctx context.Context) error {
+func (p *txPipe) flush(ctx context.Context) error { return p.flushWith(ctx, nil) }
+
+// flushWith is flush that runs during, when not nil, while the server runs the statements.
+func (p *txPipe) flushWith(ctx context.Context, during func()) error {
 	if p.b == nil || p.b.Len() == 0 {
 		return nil
 	}
 	b := p.b
 	p.b, p.counting, p.probing = nil, false, false
-	return p.conn.SendBatch(ctx, b).Close()
+	br := p.conn.SendBatch(ctx, b) // sends them all before it returns
+	if during != nil {
+		during()
+	}
+	return br.Close()
 }
 
 // rollback ends the transaction when it is still open; it reports false when the connection is

@@ -72,10 +72,29 @@ func TestGroupSegments(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := shape(groupSegments(tc.segs, tc.batch, tc.minBytes)); got != tc.want {
+			if got := shape(groupSegments(tc.segs, tc.batch, tc.minBytes, len(rampEighths))); got != tc.want {
 				t.Errorf("groups = %s, want %s", got, tc.want)
 			}
 		})
+	}
+
+	// A run's first units are smaller, then grow to the caps: segments of 19k frames go
+	// one, one, two, three, then four at a time.
+	var segs []spool.SegmentInfo
+	for i := range 12 {
+		segs = append(segs, frames(seg("r", int64(i+1), 30*mb), 19*k))
+	}
+	for _, tc := range []struct {
+		cut  int
+		want string
+	}{
+		{0, "[x][x][xx][xxx][xxxx][x]"},
+		{2, "[xx][xxx][xxxx][xxx]"},
+		{len(rampEighths), "[xxxx][xxxx][xxxx]"},
+	} {
+		if got := shape(groupSegments(segs, 100, mb, tc.cut)); got != tc.want {
+			t.Errorf("after %d units: groups = %s, want %s", tc.cut, got, tc.want)
+		}
 	}
 }
 

@@ -419,7 +419,9 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		}
 	}
 	tp.queue(`COMMIT`)
-	if err = tp.flush(ctx); err != nil {
+	// The filter of written keys takes the unit's while the server commits (a unit that then
+	// fails only makes suspects of its own creates when it is retried).
+	if err = tp.flushWith(ctx, func() { l.seen.addUnit(p) }); err != nil {
 		return res, false, fmt.Errorf("record segments and commit: %w", err)
 	}
 	return res, false, nil
@@ -557,6 +559,7 @@ func (l *Loader) pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target
 		distinct: !pl.ordered[k],
 		byKey:    pl.byKey[k],
 		key:      func(i int) (string, pairKey) { return rows[i].op.uri, rows[i].op.key },
+		hashes:   func(i int) (keyHash, keyHash) { return rows[i].op.uh, rows[i].op.ph },
 		table:    name, cols: []string{"uri", cols[0], cols[1], "created_at", "indexed_at"}, n: len(rows),
 		row: func(j int, r *copyRow) {
 			op := rows[j].op
