@@ -43,6 +43,7 @@ type Loader struct {
 	directState  [NumTables]directState
 	directCounts [NumTables]directCounts
 	seen         seenKeys     // keys the committed units of this loader created
+	reverse      bool         // the next unit COPYs its tables in reverse order
 	direct       directPolicy // tests only change it
 
 	minBatchBytes int64 // raw bytes a transaction takes even past BatchSize segments (tests lower it)

@@ -540,6 +540,7 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 		}
 	}
 	l.stats.SegmentsDone.Add(int64(len(w.segs)))
+	l.reverse = !l.reverse
 	for _, u := range p.users {
 		l.known.add(u.did)
 	}
