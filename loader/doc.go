@@ -56,9 +56,10 @@
 // Write path, per unit: one pipelined batch (BEGIN; settings; the profile and handle updates of
 // users that exist; accounts; the pre-existing pairs the phase cut needs; the deletes that
 // precede every create, each pair table's after a savepoint of its own that undoes them, and
-// the deletes after them, if that table's cut changes), then one query
-// that COPYs the creates of every table straight into it, each in its own savepoint, then one
-// batch with the cursor, the high-water mark, the segments and COMMIT: three round trips. The
+// the deletes after them, if that table's cut changes), then one query that COPYs the creates
+// of every table straight into it, each in its own savepoint (every other unit takes the tables
+// in reverse order), then one batch with the cursor, the high-water mark, the segments and
+// COMMIT: three round trips. The
 // planner cuts the phases beforehand; the writer cuts again only when a pre-existing pair can
 // change the cut. Which creates of a table (or phase) the COPY carries is sequential application
 // worked out in memory: in pos order, a create is kept unless a kept one before it, or a row
