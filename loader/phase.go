@@ -106,10 +106,15 @@ func cutPhases(ops []pairOp, existing map[string]pairKey) phasePlan {
 	uris := make(map[string]*uriTrack, len(ops))
 	tracks := make([]uriTrack, 0, len(ops)) // backing store of uris' values: one allocation
 	pairs := make(map[pairKey]*pairTrack, len(ops))
+	// Backing store of pairs' values; tracks point into it, so it never grows in place: one
+	// allocation for at most a pair per op and per pre-existing row.
 	pairStore := make([]pairTrack, 0, len(ops)+len(existing))
 	pairOf := func(k pairKey) *pairTrack {
 		t := pairs[k]
 		if t == nil {
+			if len(pairStore) == cap(pairStore) {
+				pairStore = make([]pairTrack, 0, 16)
+			}
 			pairStore = append(pairStore, pairTrack{last: -1, phase: -1})
 			t = &pairStore[len(pairStore)-1]
 			pairs[k] = t
