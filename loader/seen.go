@@ -42,11 +42,10 @@ func pairHash(tab Table, k pairKey) keyHash {
 	return keyHash(mix64(a ^ bits.RotateLeft64(b, 31) ^ uint64(tab)<<1 ^ 1))
 }
 
-// seenKeys remembers, approximately, the keys of the creates of the run's committed units (added
-// while the server commits them; a unit whose commit fails is retried with its own creates
-// suspect, which costs a probe and changes nothing else): a
-// blocked Bloom filter (each key's bits in one word, one cache miss a lookup) of the uris and
-// pairs by table. A create whose uri or pair it may hold is a suspect: a blind COPY probes it
+// seenKeys remembers, approximately, the keys of the creates of the run's committed units
+// (added while the server commits them: a unit whose commit fails is retried with its own
+// creates suspect, which costs a probe and changes nothing else): a blocked Bloom filter (each
+// key's bits in one word, one cache miss a lookup) of the uris and pairs by table. A create whose uri or pair it may hold is a suspect: a blind COPY probes it
 // first (direct.go), so that a row written by an earlier unit does not fail the COPY. A false
 // positive costs one probed row; a key forgotten when the filter starts over costs what a row
 // written before the run costs: a blind COPY that fails, is undone and probed. Only the writer
