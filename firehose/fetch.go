@@ -10,9 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/backfill/backfill/internal/ctxtime"
-
 	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/internal/ctxtime"
 )
 
 // Sink receives the frames a Fetcher keeps, in strictly increasing seq order.

@@ -191,7 +191,6 @@ func (t *target) kept() []int {
 		if keep, ok := t.keptByHash(keep); ok {
 			return keep
 		}
-		keep = keep[:0]
 	}
 	keys := make(map[string]struct{}, t.n)
 	pairs := make(map[pairKey]struct{}, t.n)

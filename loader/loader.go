@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/backfill/backfill/internal/ctxtime"
-
 	"github.com/jackc/pgx/v5"
 )
 

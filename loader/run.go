@@ -12,9 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/backfill/backfill/internal/ctxtime"
-
 	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/internal/ctxtime"
 	"github.com/backfill/backfill/spool"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"

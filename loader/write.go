@@ -231,14 +231,12 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 			continue
 		}
 		tab := TableLikes + Table(i)
-		if len(p.lookups[i]) > 0 {
-			tp.savepointCut(i)
-			cut[i] = true
-		}
 		if len(p.lookups[i]) == 0 {
 			tp.queueCount(&early[tab].Deleted, fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1)`, tab), d)
 			continue
 		}
+		tp.savepointCut(i)
+		cut[i] = true
 		// The first deletes run before any create of the unit: they delete pre-existing rows.
 		tp.queue(fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1) RETURNING uri, %s, %s`, tab, pairColumns[i][0], pairColumns[i][1]), d).
 			Query(readPairs(existing[i], p.lookups[i], &early[tab].Deleted))
