@@ -15,12 +15,18 @@ type Options struct {
 	// Collections are the collections whose records are decoded into rows; empty means all six.
 	// Ops of the others get a ReasonFiltered problem and no row, and their records are not read.
 	Collections []Collection
+	// OpsOnly leaves a commit's CAR slice and records unread: its ops carry their action, URI,
+	// collection and CID, and no row. It is Decode with the same outcome for everything else
+	// (frame errors, seq, time, DID, paths, deletes), at a fraction of the cost: what a fetch
+	// can afford per frame (package deletes).
+	OpsOnly bool
 }
 
 // Decoder turns frames into Events. It reuses buffers between calls, so it is not safe for
 // concurrent use: give each worker its own.
 type Decoder struct {
-	want [NumCollections]bool
+	want    [NumCollections]bool
+	opsOnly bool
 
 	br     bytes.Reader
 	cr     *cbg.CborReader // reads br; cbor-gen reuses a *CborReader it is given
@@ -39,7 +45,7 @@ type Decoder struct {
 
 // NewDecoder returns a Decoder for opts.
 func NewDecoder(opts Options) *Decoder {
-	d := &Decoder{}
+	d := &Decoder{opsOnly: opts.OpsOnly}
 	d.cr = cbg.NewCborReader(&d.br)
 	d.car.seed = newSeed()
 	for _, c := range opts.Collections {
@@ -200,8 +206,10 @@ func (d *Decoder) decodeCommit(body []byte, ev *Event) error {
 	if !valid {
 		return nil
 	}
-	if err := d.car.parse(c.blocks); err != nil {
-		addProblem(ev, ReasonBadCAR, ev.DID, err.Error())
+	if !d.opsOnly {
+		if err := d.car.parse(c.blocks); err != nil {
+			addProblem(ev, ReasonBadCAR, ev.DID, err.Error())
+		}
 	}
 	ev.Ops = make([]Op, len(c.ops))
 	for i := range c.ops {
@@ -303,7 +311,7 @@ func (d *Decoder) decodeOp(ev *Event, op *Op, rop *commitOp) {
 		addProblem(ev, ReasonFiltered, op.URI, "")
 		return
 	}
-	if op.Action == ActionDelete {
+	if op.Action == ActionDelete || d.opsOnly {
 		return
 	}
 	if rop.cid == nil {

@@ -150,8 +150,10 @@ func FuzzDecode(f *testing.F) {
 	}
 	d := NewDecoder(Options{})
 	filtered := NewDecoder(Options{Collections: []Collection{CollectionLike, CollectionProfile}})
+	opsOnly := NewDecoder(Options{OpsOnly: true})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		ev, err := d.Decode(frame)
+		checkOpsOnly(t, opsOnly, frame, ev, err)
 		if err != nil {
 			if ev != nil {
 				t.Errorf("Decode returned an event with error %v", err)
@@ -174,6 +176,41 @@ func FuzzDecode(f *testing.F) {
 			t.Errorf("filtered decoder: %v, %d ops, want %d", err, len(ev2.Ops), len(ev.Ops))
 		}
 	})
+}
+
+// checkOpsOnly checks that an OpsOnly decoder agrees with a full one (ev, err) on all it
+// promises: the frame's outcome, the event's seq, time, kind and DID, and every op's action,
+// collection and URI.
+func checkOpsOnly(t *testing.T, d *Decoder, frame []byte, ev *Event, err error) {
+	t.Helper()
+	lean, lerr := d.Decode(frame)
+	if (err == nil) != (lerr == nil) {
+		t.Fatalf("OpsOnly error %v, full decoder error %v", lerr, err)
+	}
+	if err != nil {
+		return
+	}
+	if lean.Kind != ev.Kind || lean.Seq != ev.Seq || !lean.Time.Equal(ev.Time) || lean.DID != ev.DID || len(lean.Ops) != len(ev.Ops) {
+		t.Fatalf("OpsOnly event %v %d %v %q %d ops, full %v %d %v %q %d ops", lean.Kind, lean.Seq, lean.Time, lean.DID, len(lean.Ops), ev.Kind, ev.Seq, ev.Time, ev.DID, len(ev.Ops))
+	}
+	if ev.Kind == KindCommit && !hasReason(lean, ReasonBadDID) && checkDID(ev.DID) != nil {
+		t.Errorf("OpsOnly has no bad_did for DID %q", ev.DID)
+	}
+	for i := range ev.Ops {
+		a, b := &lean.Ops[i], &ev.Ops[i]
+		if a.Action != b.Action || a.Collection != b.Collection || a.URI != b.URI {
+			t.Errorf("op %d: OpsOnly %v %v %q, full %v %v %q", i, a.Action, a.Collection, a.URI, b.Action, b.Collection, b.URI)
+		}
+	}
+}
+
+func hasReason(ev *Event, r Reason) bool {
+	for _, p := range ev.Problems {
+		if p.Reason == r {
+			return true
+		}
+	}
+	return false
 }
 
 // checkEvent checks what must hold for any decoded event: bounded problems, and row text
