@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/deletes"
 	"github.com/backfill/backfill/loader"
 	"github.com/backfill/backfill/relaytest"
 	"github.com/backfill/backfill/spool"
@@ -162,6 +163,12 @@ func benchSpool(b *testing.B, n int) string {
 	if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
 		// A spool cached by an older build may be in another format: check before trusting it.
 		if faults, err := spool.Verify(context.Background(), dir, func(spool.SegmentInfo, error) {}); err == nil && faults == 0 {
+			// A spool cached before delete indexes gets them, as `backfill spool reindex` does.
+			if n, err := buildDeleteIndexes(context.Background(), dir); err != nil {
+				b.Fatal(err)
+			} else if n > 0 {
+				b.Logf("built the delete index of %d segments of %s", n, dir)
+			}
 			return dir
 		}
 		b.Logf("cached spool %s does not verify; generating it again", dir)
@@ -174,7 +181,8 @@ func benchSpool(b *testing.B, n int) string {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	sp, err := spool.Open(dir, spool.Options{})
+	dc := deletes.NewCollector() // as a fetch writes them
+	sp, err := spool.Open(dir, spool.Options{OnSeal: dc.OnSeal})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -188,6 +196,7 @@ func benchSpool(b *testing.B, n int) string {
 			if f.Kind == relaytest.KindInfo {
 				continue // no seq of its own: a fetch never keeps it
 			}
+			dc.Add(f.Seq, f.Bytes)
 			if err := w.Append(f.Seq, f.Time, f.Bytes); err != nil {
 				b.Fatal(err)
 			}
@@ -199,6 +208,9 @@ func benchSpool(b *testing.B, n int) string {
 		r.Append(min(batch, n-written))
 	}
 	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := dc.Err(); err != nil {
 		b.Fatal(err)
 	}
 	sp.Close()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/backfill/backfill/deletes"
 	"github.com/backfill/backfill/firehose"
 	"github.com/backfill/backfill/spool"
 	"github.com/backfill/backfill/state"
@@ -100,7 +101,22 @@ type fetchJob struct {
 	prev    fetchSnap // the progress display's previous reading
 
 	resumeFrom int64 // --resume with an empty spool: the loaded cursor to go on from
+	deletes    *deletes.Collector
 }
+
+// indexedSink hands each frame to the delete index before the spool writer, which seals
+// segments (and so has their index written) before it appends the frame that does not fit.
+type indexedSink struct {
+	w  *spool.Writer
+	dc *deletes.Collector
+}
+
+func (s indexedSink) Append(seq int64, t time.Time, frame []byte) error {
+	s.dc.Add(seq, frame)
+	return s.w.Append(seq, t, frame)
+}
+
+func (s indexedSink) Flush() error { return s.w.Flush() }
 
 // newFetchJob checks the flags, opens the spool and works out where to start and stop.
 // It talks to the relay (probes) but stores nothing yet. resumeFrom, when positive, is where
@@ -120,15 +136,18 @@ func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchF
 		return nil, err
 	}
 	host := firehose.Host(endpoint)
+	// The delete index of each segment is written as the writer seals it (package deletes).
+	dc := deletes.NewCollector()
 	sp, err := spool.Open(sf.Spool, spool.Options{
 		SegmentBytes: ff.SegmentSize,
 		SegmentAge:   ff.SegmentAge,
 		Level:        zstdLevel(ff.ZstdLevel),
+		OnSeal:       dc.OnSeal,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	j := &fetchJob{log: log, flags: ff, dir: sf.Spool, spool: sp, host: host, resumeFrom: resumeFrom}
+	j := &fetchJob{log: log, flags: ff, dir: sf.Spool, spool: sp, host: host, resumeFrom: resumeFrom, deletes: dc}
 	if err := j.plan(ctx, endpoint); err != nil {
 		sp.Close()
 		return nil, err
@@ -137,6 +156,18 @@ func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchF
 	if j.writer, err = sp.NewWriter(host); err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("open spool writer: %w", err)
+	}
+	if rec := j.writer.Recovered(); rec.Path != "" && !rec.Removed {
+		// The segment an interrupted fetch left open is sealed now, without the delete index
+		// of the frames it holds: read them back for it.
+		if segs, err := spool.ListSegments(sf.Spool); err == nil && len(segs) > 0 {
+			last := segs[len(segs)-1]
+			if _, err := deletes.Read(last); err != nil {
+				if err := deletes.Build(last); err != nil {
+					log.Warn("delete index not written", "segment", last.Name, "err", err)
+				}
+			}
+		}
 	}
 	return j, nil
 }
@@ -238,10 +269,14 @@ func (j *fetchJob) run(ctx context.Context) (err error) {
 		return err
 	}
 	w := j.writer
-	ferr := firehose.Fetch(ctx, j.cfg, w, &j.stats)
+	ferr := firehose.Fetch(ctx, j.cfg, indexedSink{w, j.deletes}, &j.stats)
 
 	// Make everything durable whatever happened: sealing does not look at ctx.
 	cerr := w.Close()
+	if err := j.deletes.Err(); err != nil {
+		// Only the load's shortcut is lost (it writes those rows, then deletes them).
+		j.log.Warn("delete index not written", "err", err)
+	}
 	j.state.UpdatedAt = time.Now()
 	j.state.LastSeq = j.stats.LastSeq.Load()
 	switch {

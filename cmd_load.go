@@ -251,7 +251,11 @@ func printLoadSummary(w io.Writer, s loader.Summary) {
 		}
 		n := c.Inserted + c.Updated + c.Deleted
 		totalRows += n
-		rows = append(rows, []string{"  rows " + t.String(), fmt.Sprintf("+%d ~%d -%d", c.Inserted, c.Updated, c.Deleted), ""})
+		counts := fmt.Sprintf("+%d ~%d -%d", c.Inserted, c.Updated, c.Deleted)
+		if c.Elided > 0 {
+			counts += fmt.Sprintf(" (%d left out)", c.Elided)
+		}
+		rows = append(rows, []string{"  rows " + t.String(), counts, ""})
 	}
 	rows = append(rows, []string{"rows written", fmt.Sprint(totalRows), fmt.Sprintf("%.0f/s", float64(totalRows)/secs)})
 	for _, m := range []struct {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/backfill/backfill/deletes"
 	"github.com/backfill/backfill/spool"
 )
 
@@ -15,7 +16,7 @@ import (
 type SpoolCmd struct {
 	Ls      SpoolLsCmd      `cmd:"" help:"List sealed segments (from the files; works while a fetch runs)."`
 	Verify  SpoolVerifyCmd  `cmd:"" help:"Check every checksum, seq order and count; exits non-zero on any fault."`
-	Reindex SpoolReindexCmd `cmd:"" help:"Rebuild the index from the segment files alone (after copying a spool to another machine)."`
+	Reindex SpoolReindexCmd `cmd:"" help:"Rebuild the index from the segment files alone (after copying a spool to another machine), and the delete index of segments without one."`
 }
 
 // SpoolLsCmd is `backfill spool ls`.
@@ -100,7 +101,36 @@ func (c *SpoolReindexCmd) Run(ctx context.Context) error {
 		return fmt.Errorf("reindex spool %s: %w", c.Spool, err)
 	}
 	fmt.Printf("reindexed %d segments\n", n)
+	built, err := buildDeleteIndexes(ctx, c.Spool)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("built the delete index of %d segments (%d had one)\n", built, n-built)
 	return nil
+}
+
+// buildDeleteIndexes writes the delete index (package deletes) of every sealed segment of dir
+// that has none, or one that does not read back: a spool written before delete indexes, or a
+// segment sealed by a recovery.
+func buildDeleteIndexes(ctx context.Context, dir string) (int, error) {
+	segs, err := spool.ListSegments(dir)
+	if err != nil {
+		return 0, fmt.Errorf("list segments: %w", err)
+	}
+	built := 0
+	for _, s := range segs {
+		if err := ctx.Err(); err != nil {
+			return built, err
+		}
+		if _, err := deletes.Read(s); err == nil {
+			continue
+		}
+		if err := deletes.Build(s); err != nil {
+			return built, fmt.Errorf("build the delete index of %s: %w", s.Name, err)
+		}
+		built++
+	}
+	return built, nil
 }
 
 func segmentJSON(s spool.SegmentInfo) map[string]any {

@@ -50,6 +50,9 @@ type Config struct {
 	// MaxEventsPerSec caps the committed event rate, so a backfill can run beside a live
 	// service; the writer waits after a commit that got ahead of it. 0 means no cap.
 	MaxEventsPerSec float64
+	// NoDeleteHints writes every create, even those the spool's delete index says a later
+	// event deletes (hints.go): for comparisons; the result is the same.
+	NoDeleteHints bool
 }
 
 // RetryPolicy says how often and how patiently a transaction is retried on transient errors.

@@ -162,6 +162,11 @@ type target struct {
 	// suspects are creates whose key or pair an earlier unit of this run wrote (seenKeys): they
 	// are probed even before a blind COPY, which then rarely meets an existing key.
 	suspects []int
+	// doomed says create i is to be left out when kept (pending.go); such creates are suspects,
+	// so that kept is exact for them without the COPY's check. left lists those the last copy
+	// left out.
+	doomed func(i int) bool
+	left   []int
 
 	blind       bool          // COPY them all first (after the suspects' probe)
 	wasBlind    bool          // the unit started with a blind COPY
@@ -332,6 +337,19 @@ func (t *target) unprobe() { t.probed, t.found = false, nil }
 // inserts all over every index. The planner sorts, off the writer's path.
 func (t *target) copy() *directCopy {
 	keep := t.kept()
+	t.left = t.left[:0]
+	if t.doomed != nil {
+		n := 0
+		for _, i := range keep {
+			if t.doomed(i) {
+				t.left = append(t.left, i)
+			} else {
+				keep[n] = i
+				n++
+			}
+		}
+		keep = keep[:n]
+	}
 	switch {
 	case t.byKey != nil:
 		kept := make([]bool, t.n)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/deletes"
 	"github.com/backfill/backfill/spool"
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
 	"github.com/bluesky-social/indigo/api/bsky"
@@ -246,10 +247,11 @@ func (e tEvent) frame(tb testing.TB) []byte {
 const testRelay = "relay.test"
 
 // writeSpool writes evs (ascending seq) into a spool at dir, sealing a segment after each
-// index in cuts and at the end.
+// index in cuts and at the end, with the delete index of each segment, as a fetch does.
 func writeSpool(tb testing.TB, dir string, evs []tEvent, cuts ...int) {
 	tb.Helper()
-	s, err := spool.Open(dir, spool.Options{})
+	dc := deletes.NewCollector()
+	s, err := spool.Open(dir, spool.Options{OnSeal: dc.OnSeal})
 	if err != nil {
 		tb.Fatalf("open spool: %v", err)
 	}
@@ -263,7 +265,9 @@ func writeSpool(tb testing.TB, dir string, evs []tEvent, cuts ...int) {
 		cut[c] = true
 	}
 	for i, e := range evs {
-		if err := w.Append(e.seq, e.time, e.frame(tb)); err != nil {
+		frame := e.frame(tb)
+		dc.Add(e.seq, frame)
+		if err := w.Append(e.seq, e.time, frame); err != nil {
 			tb.Fatalf("append seq %d: %v", e.seq, err)
 		}
 		if cut[i] {
@@ -274,6 +278,9 @@ func writeSpool(tb testing.TB, dir string, evs []tEvent, cuts ...int) {
 	}
 	if err := w.Close(); err != nil {
 		tb.Fatalf("close writer: %v", err)
+	}
+	if err := dc.Err(); err != nil {
+		tb.Fatalf("delete index: %v", err)
 	}
 }
 

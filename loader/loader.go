@@ -39,11 +39,17 @@ type Loader struct {
 	rateEvents int64     // events committed since rateStart
 
 	// The direct COPY's back-off and outcomes by table, reset at each Run (writer goroutine only).
-	directState  [NumTables]directState
-	directCounts [NumTables]directCounts
-	seen         seenKeys     // keys the committed units of this loader created
-	reverse      bool         // the next unit COPYs its tables in reverse order
-	direct       directPolicy // tests only change it
+	directState    [NumTables]directState
+	directCounts   [NumTables]directCounts
+	seen           seenKeys    // keys the committed units of this loader created
+	pending        *pendingSet // pair creates left out, as committed (pending.go); read at each Run
+	pendingLog     int         // rows of backfill_pending's log
+	pendingCompact int         // log rows before a rewrite, when not pendingCompact (tests only)
+	pendingCounts  struct {    // what committed units did to pending rows (tests read them)
+		left, materialized, ended int
+	}
+	reverse bool         // the next unit COPYs its tables in reverse order
+	direct  directPolicy // tests only change it
 
 	minBatchBytes int64 // raw bytes a transaction takes even past BatchSize segments (tests lower it)
 

@@ -23,7 +23,7 @@ func TestSchema(t *testing.T) {
 		openLoader(t, Config{DatabaseURL: url})
 		c := dbConn(t, url)
 		got := query(t, c, `SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`)
-		want := []string{"backfill_accounts", "backfill_loader", "backfill_segments", "blocks", "firehose_cursor", "follows", "likes", "posts", "reposts", "users"}
+		want := []string{"backfill_accounts", "backfill_loader", "backfill_pending", "backfill_segments", "blocks", "firehose_cursor", "follows", "likes", "posts", "reposts", "users"}
 		if !slices.Equal(got, want) {
 			t.Errorf("tables = %v, want %v", got, want)
 		}

@@ -38,6 +38,13 @@ type phasePlan struct {
 	phases  int
 	pairs   map[pairKey]*pairTrack // the pair of every create (dropped or not), and of pre-existing rows
 	byKey   [][]int32              // per phase: the indexes into phaseRows(k) in uri order, for the COPY
+	ops     []pairOp               // the ops cut
+}
+
+// lastWithPair reports whether op (one of the ops cut) is the last create with its pair.
+func (pl *phasePlan) lastWithPair(op *pairOp) bool {
+	t := pl.pairs[op.key]
+	return t != nil && t.last >= 0 && &pl.ops[t.last] == op
 }
 
 // needsRecut reports whether the pre-existing pairs in existing can change a cut made without
@@ -188,6 +195,7 @@ func cutPhases(ops []pairOp, existing map[string]pairKey) phasePlan {
 	}
 	pl.phases = phase + 1
 	pl.pairs = pairs
+	pl.ops = ops
 	pl.byKey = make([][]int32, pl.phases)
 	for k := range pl.phases {
 		rows := pl.phaseRows(k)

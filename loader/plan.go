@@ -39,6 +39,9 @@ type pairOp struct {
 	created time.Time
 	indexed time.Time
 	uh, ph  keyHash // a create's uri and pair in the filter of written keys (seen.go)
+	// doomed: the last op at its uri in the unit, and a later delete of the spool removes its
+	// row (hints.go); the writer may leave it out (pending.go).
+	doomed bool
 }
 
 // postState is the net effect of a unit's ops on one post uri: delete the row (del), then insert
@@ -103,6 +106,7 @@ type unitPlan struct {
 	// The statements' inputs, sorted by key where a statement takes row locks.
 	postDeletes []string
 	postRows    []*postState
+	elided      [NumTables]int64 // creates left out: a later delete in the spool removes them (hints.go)
 	profileList []*profileSet
 	handleDIDs  []string
 	accountList []*accountRow
@@ -115,6 +119,7 @@ type planner struct {
 	until    time.Time
 	lim      limits
 	log      *slog.Logger
+	hints    *hintWindow // deletes ahead of the unit (hints.go); nil when off
 }
 
 func newPlanner(cfg Config, lim limits) *planner {
@@ -262,6 +267,12 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 		if st.del {
 			u.postDeletes = append(u.postDeletes, uri)
 		}
+		if st.row != nil && p.hints.doomed(uri, m.seq) {
+			// The row that the unit leaves at uri is deleted by a later event: the database
+			// never needs it (hints.go).
+			st.row = nil
+			u.elided[TablePosts]++
+		}
 		if st.row != nil {
 			st.hash = uriHash(TablePosts, uri)
 			u.postRows = append(u.postRows, st)
@@ -274,6 +285,7 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 	u.handleDIDs = sortedKeys(u.handles)
 	u.accountList = sortedValues(u.accounts)
 	for i := range u.pairs {
+		markDoomed(u.pairs[i], p.hints, m.seq)
 		u.phases[i] = cutPhases(u.pairs[i], nil)
 		lookups := lookupURIs(u.pairs[i])
 		if len(lookups) == 0 {
@@ -292,6 +304,29 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 		}
 	}
 	return u
+}
+
+// markDoomed marks the creates of ops (a pair table's, in seq order) that are the last op at
+// their uri and whose uri a delete after seq end removes.
+func markDoomed(ops []pairOp, h *hintWindow, end int64) {
+	if h == nil || len(h.last) == 0 {
+		return
+	}
+	var last map[string]int // uri -> its doomed create, while no later op touched the uri
+	for j := range ops {
+		op := &ops[j]
+		if !op.del && h.doomed(op.uri, end) {
+			if last == nil {
+				last = map[string]int{}
+			}
+			last[op.uri] = j
+		} else if last != nil {
+			delete(last, op.uri)
+		}
+	}
+	for _, j := range last {
+		ops[j].doomed = true
+	}
 }
 
 // problems counts and logs what decode reported about ev.

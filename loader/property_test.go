@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -125,7 +128,12 @@ func TestRandomized(t *testing.T) {
 	t.Parallel()
 	url := testDB(t)
 	c := dbConn(t, url)
-	const iterations = 24
+	iterations := 24
+	if n, err := strconv.Atoi(os.Getenv("LOADER_RANDOM_ITERATIONS")); err == nil && n > 0 {
+		iterations = n // a longer hunt: LOADER_RANDOM_ITERATIONS=500 go test -run TestRandomized ./loader/
+	}
+	var elided [NumTables]int64
+	var pend struct{ left, materialized, ended int }
 	for it := range iterations {
 		rng := rand.New(rand.NewPCG(uint64(it), 99))
 		evs := randomEvents(rng, 40+rng.IntN(200), 0)
@@ -180,8 +188,18 @@ func TestRandomized(t *testing.T) {
 				}
 			}
 			writeSpool(t, dir, evs[lo:hi], cuts...)
-			load(t, cfg, dir, func(l *Loader) {
+			// Each run with or without the delete index, or with some of it missing: the rows a
+			// run leaves out pending must end right in a run that takes no hints.
+			rcfg := cfg
+			rcfg.NoDeleteHints = rng.IntN(4) == 0
+			if rng.IntN(4) == 0 {
+				dropSomeDeleteIndexes(t, rng, dir)
+			}
+			var loader *Loader
+			sum := load(t, rcfg, dir, func(l *Loader) {
+				loader = l
 				l.direct = direct
+				l.pendingCompact = 1 + rng.IntN(4) // backfill_pending's log rewritten often
 				if safe {
 					// As for tables with unique keys beyond SCHEMA.md's: ON CONFLICT everywhere.
 					for _, tab := range tableNames[:TableAccounts] {
@@ -189,11 +207,46 @@ func TestRandomized(t *testing.T) {
 					}
 				}
 			})
+			for tab, rc := range sum.Rows {
+				elided[tab] += rc.Elided
+			}
+			pend.left += loader.pendingCounts.left
+			pend.materialized += loader.pendingCounts.materialized
+			pend.ended += loader.pendingCounts.ended
+		}
+		// Every row left out pending meets its delete in the spool.
+		if s, _, err := readPending(context.Background(), c); err != nil || s.n != 0 {
+			t.Fatalf("iteration %d: %v; rows still pending after the whole spool: %+v", it, err, s)
 		}
 		if d := diffDumps(dumpDB(t, c), m.dump()); d != "" {
 			t.Fatalf("iteration %d (%d events, workers %d, batch %d, safe %v, direct %d, collections %v, window %v-%v): database differs from the sequential model:\n%s",
 				it, len(evs), cfg.Workers, cfg.BatchSize, safe, direct, cfg.Collections, cfg.Since, cfg.Until, d)
 		}
-		exec(t, c, `TRUNCATE users, posts, likes, reposts, follows, blocks, firehose_cursor, backfill_segments, backfill_accounts, backfill_loader`)
+		exec(t, c, `TRUNCATE users, posts, likes, reposts, follows, blocks, firehose_cursor, backfill_segments, backfill_accounts, backfill_loader, backfill_pending`)
+	}
+	// The iterations must have taken every path of left-out creates.
+	t.Logf("left out: %v; pending rows left %d, materialized %d, ended %d", elided, pend.left, pend.materialized, pend.ended)
+	if elided[TablePosts] == 0 || elided[TableLikes]+elided[TableReposts]+elided[TableFollows]+elided[TableBlocks] == 0 {
+		t.Errorf("no post or no pair create was left out: %v", elided)
+	}
+	if pend.left == 0 || pend.materialized == 0 || pend.ended == 0 {
+		t.Errorf("pending rows: %d left, %d materialized, %d ended; want each > 0", pend.left, pend.materialized, pend.ended)
+	}
+}
+
+// dropSomeDeleteIndexes removes some of the delete indexes of the spool at dir: a segment
+// without one is a barrier the loader's hints do not cross.
+func dropSomeDeleteIndexes(tb testing.TB, rng *rand.Rand, dir string) {
+	tb.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "segments", "*.del"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range files {
+		if rng.IntN(3) == 0 {
+			if err := os.Remove(f); err != nil {
+				tb.Fatal(err)
+			}
+		}
 	}
 }

@@ -79,7 +79,12 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 	if _, err := l.withRetry(ctx, func(conn *pgx.Conn) error {
 		clear(loaded)
 		clear(marks)
-		return readBookkeeping(ctx, conn, loaded, marks)
+		if err := readBookkeeping(ctx, conn, loaded, marks); err != nil {
+			return err
+		}
+		var err error
+		l.pending, l.pendingLog, err = readPending(ctx, conn)
+		return err
 	}); err != nil {
 		return sum, fmt.Errorf("read load progress: %w", err)
 	}
@@ -111,10 +116,14 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 	writerSlot := min(1, runtime.GOMAXPROCS(0)-1)
 	slots := make(chan struct{}, decoders+writerSlot)
 	var decodeTime time.Duration
+	var hints *hintWindow
+	if !l.cfg.NoDeleteHints {
+		hints = newHintWindow(l.cfg)
+	}
 
 	g.Go(func() error {
 		defer close(jobs)
-		return l.list(gctx, dir, follow, loaded, marks, jobs, &sum)
+		return l.list(gctx, dir, follow, loaded, marks, hints, jobs, &sum)
 	})
 	var workers sync.WaitGroup
 	for range l.cfg.Workers {
@@ -148,6 +157,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 			workers.Wait()
 		}()
 		pl := newPlanner(l.cfg, l.lim)
+		pl.hints = hints
 		running := maps.Clone(marks) // marks as they will be once every earlier unit commits
 		for j := range jobs {
 			t0 := time.Now()
@@ -160,6 +170,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 			case <-gctx.Done():
 				return gctx.Err()
 			}
+			hints.advance(j.segs[len(j.segs)-1].LastSeq)
 			p := pl.plan(rd, running[j.relay])
 			<-slots
 			running[j.relay] = p.end
@@ -251,7 +262,7 @@ func readBookkeeping(ctx context.Context, conn *pgx.Conn, loaded map[segKey]bool
 }
 
 // list feeds jobs with the unloaded segments of dir, following the producer when asked.
-func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, error), loaded map[segKey]bool, marks map[string]mark, jobs chan<- job, sum *Summary) error {
+func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, error), loaded map[segKey]bool, marks map[string]mark, hints *hintWindow, jobs chan<- job, sum *Summary) error {
 	queued := map[segKey]bool{}
 	cut := 0 // jobs cut so far
 	once := func() (int, error) {
@@ -276,6 +287,7 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 			}
 			fresh = append(fresh, s)
 		}
+		hints.add(fresh)
 		for _, j := range groupSegments(fresh, l.cfg.BatchSize, l.minBatchBytes, cut) {
 			cut++
 			select {
@@ -500,6 +512,26 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 	if err != nil {
 		return fmt.Errorf("load segments %s..%s: %w", w.segs[0].Name, w.segs[len(w.segs)-1].Name, err)
 	}
+	if attempts > 1 {
+		// Which attempt committed is not known here (a lost COMMIT reply): read what it left.
+		if _, err := l.withRetry(ctx, func(conn *pgx.Conn) error {
+			var err error
+			l.pending, l.pendingLog, err = readPending(ctx, conn)
+			return err
+		}); err != nil {
+			return fmt.Errorf("read pending rows: %w", err)
+		}
+	} else {
+		l.pending.apply(res.pending)
+		l.pendingLog = res.pendingLog
+	}
+	if ch := res.pending; ch != nil {
+		for i := range ch.added {
+			l.pendingCounts.left += len(ch.added[i])
+			l.pendingCounts.materialized += len(ch.materialize[i])
+			l.pendingCounts.ended += len(ch.ended[i])
+		}
+	}
 	p := w.plan
 	sum.Transactions++
 	sum.SegmentsLoaded += len(w.segs)
@@ -524,7 +556,7 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 	}
 	l.stats.addReasons(reasons)
 	for t := Table(0); t < NumTables; t++ {
-		if res.rows[t].total() > 0 {
+		if res.rows[t].total() > 0 || res.rows[t].Elided > 0 {
 			rc := sum.Rows[t]
 			rc.add(res.rows[t])
 			sum.Rows[t] = rc

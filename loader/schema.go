@@ -110,6 +110,17 @@ var tableDDL = []string{
   event_time timestamp,
   updated_at timestamptz NOT NULL DEFAULT now()
 )`,
+	// The log of pair rows left out (pending.go): its records are not worth pglz's time (14 ms
+	// for a unit's 300 kB).
+	`DO $$ BEGIN
+  IF to_regclass('backfill_pending') IS NULL THEN
+    CREATE TABLE backfill_pending (
+      id    bigserial PRIMARY KEY,
+      delta bytea NOT NULL
+    );
+    ALTER TABLE backfill_pending ALTER COLUMN delta SET STORAGE EXTERNAL;
+  END IF;
+END $$`,
 }
 
 // indexSpec is one index of SCHEMA.md.
@@ -153,6 +164,7 @@ var requiredKeys = []indexSpec{
 	{table: "backfill_segments", cols: []string{"relay", "first_seq", "last_seq", "checksum"}},
 	{table: "backfill_accounts", cols: []string{"did"}},
 	{table: "backfill_loader", cols: []string{"relay"}},
+	{table: "backfill_pending", cols: []string{"id"}},
 }
 
 func (ix indexSpec) ddl() string {
@@ -175,6 +187,7 @@ var writtenColumns = map[string][]string{
 	"backfill_segments": {"relay", "first_seq", "last_seq", "checksum", "name", "frames", "events", "rows_written", "skipped", "repaired", "batch_segments", "loaded_at"},
 	"backfill_accounts": {"did", "active", "status", "seq", "time"},
 	"backfill_loader":   {"relay", "seq", "event_time", "updated_at"},
+	"backfill_pending":  {"id", "delta"},
 }
 
 // schemaInfo is what the loader learns about the target tables at Open.

@@ -60,6 +60,9 @@ type RowCount struct {
 	Inserted int64 `json:"inserted"`
 	Updated  int64 `json:"updated,omitempty"`
 	Deleted  int64 `json:"deleted,omitempty"`
+	// Elided counts creates left out because a later event of the spool deletes their record
+	// (hints.go): neither written nor, later, deleted.
+	Elided int64 `json:"elided,omitempty"`
 }
 
 func (c RowCount) total() int64 { return c.Inserted + c.Updated + c.Deleted }
@@ -68,6 +71,7 @@ func (c *RowCount) add(o RowCount) {
 	c.Inserted += o.Inserted
 	c.Updated += o.Updated
 	c.Deleted += o.Deleted
+	c.Elided += o.Elided
 }
 
 // numKinds is the number of decode.Kind values.

@@ -46,8 +46,10 @@ type writeUnit struct {
 
 // txResult is what a committed transaction did.
 type txResult struct {
-	rows   [NumTables]RowCount
-	phases [numPairTables]int
+	rows       [NumTables]RowCount
+	phases     [numPairTables]int
+	pending    *pendingChange // what the unit did to the pending rows (pending.go)
+	pendingLog int            // rows of backfill_pending's log after it
 }
 
 // rowsJSON renders row counts by table name for backfill_segments.
@@ -145,6 +147,21 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 	// compiling them or starting workers takes longer than running them.
 	tp.queue(`SET LOCAL jit = off`)
 	tp.queue(`SET LOCAL max_parallel_workers_per_gather = 0`)
+
+	// Pending rows that a create of the unit meets are written first (pending.go); the
+	// creates that meet them are probed (seen).
+	ch := l.pending.touch(p)
+	if ch == nil {
+		ch = &pendingChange{}
+	}
+	res.pending = ch
+	ch.queueMaterialize(tp, &res.rows)
+	for i := range ch.materialize {
+		for _, r := range ch.materialize[i] {
+			l.seen.add(r.uh)
+			l.seen.add(r.ph)
+		}
+	}
 
 	// Users this run already ensured (committed) exist: only the others need the ensure. Those
 	// that do not exist go straight into users with their final handle and profile; the
@@ -388,12 +405,20 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 
 	// Pair tables: the rest of each, phase by phase.
 	for i := range phases {
-		if err = l.writePairs(ctx, tp, &phases[i], TableLikes+Table(i), safe, pairMode[i], pairT[i], &res.rows[TableLikes+Table(i)]); err != nil {
+		if err = l.writePairs(ctx, tp, &phases[i], TableLikes+Table(i), safe, pairMode[i], pairT[i], &res.rows[TableLikes+Table(i)], &ch.added[i]); err != nil {
 			return res, false, err
 		}
 	}
 
 	tp.release()
+	compact := pendingCompact
+	if l.pendingCompact > 0 {
+		compact = l.pendingCompact
+	}
+	res.pendingLog = ch.queueRecord(tp, l.pending, l.pendingLog, compact)
+	for t, n := range p.elided {
+		res.rows[t].Elided += n
+	}
 	if p.end.seq > p.start.seq {
 		tp.queue(`INSERT INTO firehose_cursor (service, cursor, last_event_time, updated_at) VALUES ($1, $2, $3, now()) ON CONFLICT (service) DO UPDATE SET cursor = EXCLUDED.cursor, last_event_time = EXCLUDED.last_event_time, updated_at = now()`,
 			l.cfg.Service, strconv.FormatInt(p.end.seq, 10), nullableTime(p.end.time))
@@ -550,14 +575,29 @@ func (l *Loader) pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target
 		}
 	}
 	var suspects []int
+	// A doomed create is left out only when no later create of the unit has its pair (and none
+	// has its uri: it is the last op there), so nothing later in the unit can meet it.
+	var leave map[int]bool
 	for i, r := range rows {
 		_, uri := before[r.op.uh]
 		_, pair := before[r.op.ph]
+		if r.op.doomed && pl.lastWithPair(r.op) {
+			if leave == nil {
+				leave = map[int]bool{}
+			}
+			leave[i] = true
+			pair = true // probed, so that kept is exact for it
+		}
 		if uri || pair || l.seen.has(r.op.uh) || l.seen.has(r.op.ph) {
 			suspects = append(suspects, i)
 		}
 	}
+	var doomedFn func(int) bool
+	if leave != nil {
+		doomedFn = func(i int) bool { return leave[i] }
+	}
 	return &target{
+		doomed:   doomedFn,
 		suspects: suspects,
 		pairs:    true,
 		distinct: !pl.ordered[k],
@@ -653,7 +693,7 @@ func (pl *phasePlan) phaseRows(k int) []phasedRow {
 // collide with each other resolved in memory, target.kept), and through staging otherwise. On
 // the staging path, a phase whose creates collide (ordered) is inserted ORDER BY pos with ON
 // CONFLICT DO NOTHING.
-func (l *Loader) writePairs(ctx context.Context, tp *txPipe, pl *phasePlan, tab Table, safe bool, mode directMode, first *target, rc *RowCount) error {
+func (l *Loader) writePairs(ctx context.Context, tp *txPipe, pl *phasePlan, tab Table, safe bool, mode directMode, first *target, rc *RowCount, left *[]pairOp) error {
 	name := tab.String()
 	cols := pairColumns[tab-TableLikes]
 	var tried bool
@@ -690,6 +730,11 @@ func (l *Loader) writePairs(ctx context.Context, tp *txPipe, pl *phasePlan, tab 
 			note(t)
 			if t.ok {
 				rc.Inserted += t.rows
+				rows := pl.phaseRows(k)
+				for _, i := range t.left {
+					*left = append(*left, *rows[i].op)
+				}
+				rc.Elided += int64(len(t.left))
 				continue
 			}
 		}
