@@ -21,12 +21,18 @@
 //   - direct.go: the direct COPY of creates into their tables (blind or after a probe of the
 //     existing keys), why it is exact, and its per-table back-off.
 //   - seen.go: the filter of keys the run wrote, whose creates are probed before a blind COPY.
+//   - hints.go: the window of the spool's delete index (package deletes) ahead of the planner,
+//     and why a create whose record a later delete or update removes can be left out.
+//   - pending.go: the pair-table creates left out, remembered (in memory and in
+//     backfill_pending's log) until a delete of their uri ends them or a create that meets
+//     them makes a unit write them first.
 //   - pipe.go: txPipe, a transaction's statements in few round trips: batches, and several
 //     COPYs (with their savepoints) in one query.
 //   - copy.go: the binary COPY encoding of the loader's few column types.
 //   - helpers_test.go, model_test.go: frame builders, a spool writer, and the sequential
 //     reference model (one event at a time, maps) that the tests compare the database with.
 //   - retry.go: which database errors are transient.
+//   - nice_linux.go, nice_other.go: the lower priority of the reading and decoding threads.
 //   - stats.go: Stats (live counters), Summary (one Run), table names and skip reasons.
 //
 // Semantics: the database after a load equals applying every event in seq order, one at a
@@ -80,6 +86,14 @@
 // earlier commit of the same run are not ensured again (users rows are never deleted by the
 // loader; the memory is bounded and reset at each Run).
 //
+// Left-out creates: when the spool's delete index says that a later event the load will apply
+// deletes or updates a record, the unit that creates it does not write its row (the planner
+// drops a post; the writer keeps a like, repost, follow or block pending, as its pair stays
+// taken until then). The tables after that later event are those of sequential application;
+// before it they lack only such rows (hints.go, pending.go). A load into empty tables writes
+// the final rows and almost nothing else: a delete or update of a row written by an earlier
+// unit costs an insert and a delete otherwise. Config.NoDeleteHints turns it off.
+//
 // Progress: a segment in backfill_segments (same relay, first and last seq, checksum) is never
 // loaded again, and frames at or below the relay's high-water mark (backfill_loader) are skipped,
 // so a spool re-fetched with other segment boundaries loads only what is new. The
@@ -92,7 +106,8 @@
 // Config.Workers decode goroutines (one decode.Decoder each) and one writer; the reader works
 // on the next unit while the writer commits the current one, at most two units ahead. Reading,
 // decoding and planning take at most GOMAXPROCS-1 threads (at least one) at once, the writer
-// the other: on a machine shared with the database, more only slows the writer.
+// the other: on a machine shared with the database, more only slows the writer. On Linux their
+// threads run at nice 10 (nice_linux.go), so that the writer's comes first.
 // Run and Close must not overlap; Stats may be read from any goroutine at any time. The package
 // never logs except debug lines for skipped input to Config.Logger.
 package loader

@@ -130,6 +130,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
+			background()
 			dec := decode.NewDecoder(decode.Options{Collections: l.cfg.Collections})
 			for c := range chunks {
 				slots <- struct{}{}
@@ -151,6 +152,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		}()
 	}
 	g.Go(func() error {
+		background()
 		defer close(ready)
 		defer func() {
 			close(chunks)

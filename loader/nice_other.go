@@ -1,0 +1,6 @@
+//go:build !linux
+
+package loader
+
+// background: thread priorities are left alone off Linux.
+func background() {}
