@@ -34,7 +34,7 @@ import (
 // ends exactly where a load without hints would; the cursor row says which events are applied.
 
 // hintBudget bounds the delete index entries the window holds (about 40 bytes each).
-const hintBudget = 1 << 20
+const hintBudget = 1 << 19
 
 // hintWindow holds the last seq of the deletes of the segments ahead of the planner, by key of
 // the deleted uri. The lister feeds it the segments it queues (add); the planner asks it

@@ -28,6 +28,10 @@ import (
 // finds no row, as the row was never written. Every left-out row thus ends written or deleted,
 // and the tables after its delete are those of sequential application.
 
+// pendingMax bounds the pending rows (some 300 bytes each): past it, doomed pair creates are
+// written like the others.
+const pendingMax = 1 << 17
+
 // pendingSet is the pending rows of each pair table, by uri and by pair. The writer's goroutine
 // owns it.
 type pendingSet struct {
@@ -35,6 +39,9 @@ type pendingSet struct {
 	pairs [numPairTables]map[pairKey]*pairOp
 	n     int
 }
+
+// full reports whether the set holds pendingMax rows.
+func (s *pendingSet) full() bool { return s == nil || s.n >= pendingMax }
 
 func (s *pendingSet) add(i int, op pairOp) {
 	if s.uris[i] == nil {
@@ -65,6 +72,7 @@ type pendingChange struct {
 	materialize [numPairTables][]*pairOp // written into their table by the unit, then no longer pending
 	ended       [numPairTables][]string  // uris the unit deletes: no longer pending
 	added       [numPairTables][]pairOp  // left out by the unit
+	gone        [numPairTables]map[string]bool
 }
 
 // touch works out which pending rows a unit materializes (a create of the unit has the uri or
@@ -103,6 +111,27 @@ func (s *pendingSet) touch(p *unitPlan) *pendingChange {
 		return nil
 	}
 	return &ch
+}
+
+// unwritten returns deletes (a pair table's first phase's, which come before any create of
+// the unit) without the uris of the pending rows the unit ends: their rows were never written.
+func (ch *pendingChange) unwritten(i int, deletes []string) []string {
+	if len(ch.ended[i]) == 0 {
+		return deletes
+	}
+	if ch.gone[i] == nil {
+		ch.gone[i] = make(map[string]bool, len(ch.ended[i]))
+		for _, uri := range ch.ended[i] {
+			ch.gone[i][uri] = true
+		}
+	}
+	out := make([]string, 0, len(deletes))
+	for _, uri := range deletes {
+		if !ch.gone[i][uri] {
+			out = append(out, uri)
+		}
+	}
+	return out
 }
 
 // apply records a committed unit's change.

@@ -243,7 +243,7 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		tp.queueCount(&early[TablePosts].Deleted, `DELETE FROM posts WHERE uri = ANY($1)`, p.postDeletes)
 	}
 	for i := range p.phases {
-		d := p.phases[i].deletes[0]
+		d := ch.unwritten(i, p.phases[i].deletes[0])
 		if len(d) == 0 {
 			continue
 		}
@@ -322,7 +322,7 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		}
 		redo = TableLikes + Table(undo)
 		for i := undo; i < len(phases); i++ {
-			if d := phases[i].deletes[0]; len(d) > 0 {
+			if d := ch.unwritten(i, phases[i].deletes[0]); len(d) > 0 {
 				tab := TableLikes + Table(i)
 				tp.queueCount(&res.rows[tab].Deleted, fmt.Sprintf(`DELETE FROM %s WHERE uri = ANY($1)`, tab), d)
 			}
@@ -581,7 +581,7 @@ func (l *Loader) pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target
 	for i, r := range rows {
 		_, uri := before[r.op.uh]
 		_, pair := before[r.op.ph]
-		if r.op.doomed && pl.lastWithPair(r.op) {
+		if r.op.doomed && !l.pending.full() && pl.lastWithPair(r.op) {
 			if leave == nil {
 				leave = map[int]bool{}
 			}
