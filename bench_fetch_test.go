@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/backfill/backfill/deletes"
 	"github.com/backfill/backfill/firehose"
 	"github.com/backfill/backfill/relaytest"
 	"github.com/backfill/backfill/spool"
@@ -88,7 +89,8 @@ func BenchmarkFetch(b *testing.B) {
 		b.Logf("whole-stream zstd: %.3f bytes per raw byte (%.2fx)", float64(counter.n)/float64(raw), float64(raw)/float64(counter.n))
 
 		dir := b.TempDir()
-		sp, err := spool.Open(dir, spool.Options{Level: zstd.EncoderLevel(*benchLevel)})
+		dc := deletes.NewCollector() // the delete index, as backfill fetch writes it
+		sp, err := spool.Open(dir, spool.Options{Level: zstd.EncoderLevel(*benchLevel), OnSeal: dc.OnSeal})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -99,10 +101,13 @@ func BenchmarkFetch(b *testing.B) {
 		zero := int64(0)
 		var st firehose.Stats
 		t0 := time.Now()
-		if err := firehose.Fetch(context.Background(), firehose.Config{Endpoint: u, Cursor: &zero, Head: r.Head()}, w, &st); err != nil {
+		if err := firehose.Fetch(context.Background(), firehose.Config{Endpoint: u, Cursor: &zero, Head: r.Head()}, indexedSink{w, dc}, &st); err != nil {
 			b.Fatal(err)
 		}
 		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := dc.Err(); err != nil {
 			b.Fatal(err)
 		}
 		d = time.Since(t0)
