@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/internal/fsync"
 	"github.com/backfill/backfill/spool"
 )
 
@@ -137,7 +138,7 @@ func (c *Collector) OnSeal(info spool.SegmentInfo) {
 		err := os.Remove(path)
 		switch {
 		case err == nil:
-			err = syncDir(filepath.Dir(path))
+			err = fsync.Dir(filepath.Dir(path))
 		case errors.Is(err, fs.ErrNotExist):
 			err = nil
 		default:

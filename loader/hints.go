@@ -49,7 +49,7 @@ type hintWindow struct {
 
 	last    map[[16]byte]int64 // key -> the highest seq of a delete of it in the window
 	through int64              // the window holds the deletes of segments up to this seq
-	barrier bool               // segs[0] cannot be indexed: the window stops before it
+	barrier bool               // the segment after the window is a barrier (read again once the queue moves)
 	held    int                // entries taken since the last prune
 	off     bool
 }
@@ -103,10 +103,12 @@ func (h *hintWindow) advance(pos int64) {
 		}
 		idx, err := deletes.Read(s)
 		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Not written (yet: a fetch writes it just after it seals the segment, which a
+			// following load may list first): the window stops here, and looks again next time.
+			return
 		case err != nil:
-			if !errors.Is(err, fs.ErrNotExist) {
-				h.log.Warn("delete index unreadable: rows its deletes remove are written first", "segment", s.Name, "err", err)
-			}
+			h.log.Warn("delete index unreadable: rows its deletes remove are written first", "segment", s.Name, "err", err)
 			h.barrier = true
 			return
 		case len(idx.Barriers) > 0:

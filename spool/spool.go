@@ -521,19 +521,3 @@ func scanOpenFile(path string) (openScan, error) {
 	defer dec.Close()
 	return scanOpen(f, st.Size(), path, dec)
 }
-
-// syncDir fsyncs a directory so that a rename or a new file in it survives a power loss.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/backfill/backfill/internal/fsync"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -191,7 +192,7 @@ func (w *Writer) recover() (*SegmentInfo, error) {
 			return nil, fmt.Errorf("remove empty open segment: %w", err)
 		}
 		w.recovery.Removed = true
-		return nil, syncDir(w.s.segDir)
+		return nil, fsync.Dir(w.s.segDir)
 	}
 	if sc.validEnd < sc.size {
 		if err := f.Truncate(sc.validEnd); err != nil {
@@ -315,7 +316,7 @@ func (w *Writer) create(seq int64) error {
 		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(w.s.segDir)
+		err = fsync.Dir(w.s.segDir)
 	}
 	if err != nil {
 		f.Close()
@@ -487,7 +488,7 @@ func (w *Writer) finishSeal(openPath string, h segHeader, st segStats, size int6
 		w.err = fmt.Errorf("seal segment: %w", err)
 		return SegmentInfo{}, w.err
 	}
-	if err := syncDir(w.s.segDir); err != nil {
+	if err := fsync.Dir(w.s.segDir); err != nil {
 		w.err = err
 		return SegmentInfo{}, err
 	}

@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/backfill/backfill/internal/fsync"
 )
 
 // ErrNotFound is returned by Load when the checkpoint file does not exist.
@@ -44,7 +46,7 @@ func Save(path string, v any) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("rename checkpoint %s: %w", path, err)
 	}
-	return syncDir(dir)
+	return fsync.Dir(dir)
 }
 
 // Load reads the JSON checkpoint at path into v; ErrNotFound when there is none.
@@ -58,18 +60,6 @@ func Load(path string, v any) error {
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("decode checkpoint %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }
