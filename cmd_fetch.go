@@ -160,7 +160,7 @@ func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchF
 	if rec := j.writer.Recovered(); rec.Path != "" && !rec.Removed {
 		// The segment an interrupted fetch left open is sealed now, without the delete index
 		// of the frames it holds: read them back for it.
-		if segs, err := spool.ListSegments(sf.Spool); err == nil && len(segs) > 0 {
+		if segs, err := sp.Segments(); err == nil && len(segs) > 0 {
 			last := segs[len(segs)-1]
 			if _, err := deletes.Read(last); err != nil {
 				if err := deletes.Build(last); err != nil {

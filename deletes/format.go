@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/backfill/backfill/internal/fsync"
@@ -231,39 +230,14 @@ func corrupt(path, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrCorrupt, path, fmt.Sprintf(format, args...))
 }
 
-// writeIndex writes x to path atomically: a temporary file in the same directory, fsynced,
-// renamed over path, then the directory fsynced.
-func writeIndex(path string, x *Index) (err error) {
+// writeIndex writes x to path atomically (fsync.WriteFile).
+func writeIndex(path string, x *Index) error {
 	if len(x.Barriers) > math.MaxUint32 || len(x.Entries) > math.MaxUint32 {
 		return fmt.Errorf("write delete index %s: %d barriers and %d entries do not fit", path, len(x.Barriers), len(x.Entries))
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
-	if err != nil {
+	b := appendIndex(make([]byte, 0, indexSize(uint32(len(x.Barriers)), uint32(len(x.Entries)))), x)
+	if err := fsync.WriteFile(path, b, 0o644); err != nil {
 		return fmt.Errorf("write delete index %s: %w", path, err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("write delete index %s: %w", path, err)
-		}
-	}()
-	if _, err = f.Write(appendIndex(make([]byte, 0, indexSize(uint32(len(x.Barriers)), uint32(len(x.Entries)))), x)); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return fsync.Dir(dir)
+	return nil
 }

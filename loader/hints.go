@@ -51,16 +51,15 @@ type hintWindow struct {
 	through int64              // the window holds the deletes of segments up to this seq
 	barrier bool               // the segment after the window is a barrier (read again once the queue moves)
 	held    int                // entries taken since the last prune
-	off     bool
 }
 
 func newHintWindow(cfg Config) *hintWindow {
-	return &hintWindow{since: cfg.Since, until: cfg.Until, log: cfg.Logger, last: map[[16]byte]int64{}, off: cfg.NoDeleteHints}
+	return &hintWindow{since: cfg.Since, until: cfg.Until, log: cfg.Logger, last: map[[16]byte]int64{}}
 }
 
 // add queues segments (ascending, after those queued before) for the window.
 func (h *hintWindow) add(segs []spool.SegmentInfo) {
-	if h == nil || h.off {
+	if h == nil {
 		return
 	}
 	h.mu.Lock()
@@ -72,7 +71,7 @@ func (h *hintWindow) add(segs []spool.SegmentInfo) {
 // before it leave the queue (their deletes are no longer ahead), and the window takes the
 // index of the segments after it until it holds hintBudget entries or meets a barrier.
 func (h *hintWindow) advance(pos int64) {
-	if h == nil || h.off {
+	if h == nil {
 		return
 	}
 	h.mu.Lock()

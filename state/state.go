@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/backfill/backfill/internal/fsync"
 )
@@ -26,27 +25,11 @@ func Save(path string, v any) error {
 		return fmt.Errorf("encode checkpoint %s: %w", path, err)
 	}
 	data = append(data, '\n')
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("create checkpoint %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	// 0600, as the temporary file it is renamed from always was.
+	if err := fsync.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("write checkpoint %s: %w", path, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync checkpoint %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close checkpoint %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename checkpoint %s: %w", path, err)
-	}
-	return fsync.Dir(dir)
+	return nil
 }
 
 // Load reads the JSON checkpoint at path into v; ErrNotFound when there is none.
