@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 )
 
 // pollInterval is how often Run lists the spool again while following a producer.
@@ -102,7 +103,12 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 
 	g, gctx := errgroup.WithContext(ctx)
 	jobs := make(chan job)
-	ready := make(chan *writeUnit)
+	// What the planner holds for the writer (units planned and not taken yet, and the one it
+	// reads) weighs at most one full unit: a full unit waits alone, as it always did, while
+	// the small units of a run's start are read ahead of a writer that finishes each before
+	// the next would otherwise be read (aheadWeight).
+	ahead := semaphore.NewWeighted(aheadWeight)
+	ready := make(chan *writeUnit, len(rampEighths)+1)
 	chunks := make(chan *chunk, l.cfg.Workers)
 	// Slots bound the threads that read, decode and plan at once, however many workers: there
 	// are GOMAXPROCS-1 of them (at least one), the writer's thread being the other. The decode
@@ -162,6 +168,10 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		pl.hints = hints
 		running := maps.Clone(marks) // marks as they will be once every earlier unit commits
 		for j := range jobs {
+			weight := j.weight()
+			if err := ahead.Acquire(gctx, weight); err != nil {
+				return err
+			}
 			t0 := time.Now()
 			rd, err := l.read(gctx, j, running[j.relay], chunks, slots)
 			if err != nil {
@@ -178,7 +188,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 			running[j.relay] = p.end
 			decodeTime += time.Since(t0)
 			select {
-			case ready <- &writeUnit{relay: j.relay, segs: j.segs, plan: p}:
+			case ready <- &writeUnit{relay: j.relay, segs: j.segs, plan: p, weight: weight}:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
@@ -186,24 +196,46 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		return nil
 	})
 	g.Go(func() error {
+		held := false            // the writer has its slot, or takes it (taking)
+		var taking chan struct{} // closed once the writer has taken its slot
 		for {
 			t0 := time.Now()
 			var w *writeUnit
 			select {
 			case w = <-ready:
-			case <-gctx.Done():
-				return gctx.Err()
+			default:
+				// Waiting for the decoders, which have the writer's thread meanwhile.
+				if held {
+					select {
+					case <-taking:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+					<-slots
+					held = false
+				}
+				select {
+				case w = <-ready:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
 			}
 			sum.WaitTime += time.Since(t0)
 			if w == nil {
 				return nil
 			}
-			for ; writerSlot > 0; writerSlot-- {
-				select {
-				case slots <- struct{}{}:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
+			ahead.Release(w.weight)
+			if !held && writerSlot > 0 {
+				// Taken without waiting for it: a decoder gives its slot up within a chunk, and
+				// the unit's first statements need no thread of this process but the writer's.
+				held, taking = true, make(chan struct{})
+				go func(done chan struct{}) {
+					defer close(done)
+					select {
+					case slots <- struct{}{}:
+					case <-gctx.Done():
+					}
+				}(taking)
 			}
 			t1 := time.Now()
 			err := l.write(gctx, w, &sum)
@@ -322,6 +354,20 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 			}
 		}
 	}
+}
+
+// aheadWeight is the weight of a full unit (job.weight).
+const aheadWeight = 1 << 20
+
+// weight is the share of a full unit the job takes, by frames or raw bytes (the larger), in
+// units of 1/aheadWeight, at most aheadWeight.
+func (j job) weight() int64 {
+	var frames, bytes int64
+	for _, s := range j.segs {
+		frames, bytes = frames+s.Count, bytes+s.RawBytes
+	}
+	w := max(frames*aheadWeight/unitFrames, bytes*aheadWeight/unitBytes, 1)
+	return min(w, aheadWeight)
 }
 
 // rampEighths are the caps of a run's first units, in eighths of unitFrames and unitBytes.

@@ -39,9 +39,10 @@ var pairStageCols = []string{"phase", "pos", "uri", "a", "b", "created_at", "ind
 
 // writeUnit is a decoded and planned unit on its way to the database.
 type writeUnit struct {
-	relay string
-	segs  []spool.SegmentInfo
-	plan  *unitPlan
+	relay  string
+	segs   []spool.SegmentInfo
+	plan   *unitPlan
+	weight int64 // job.weight, given back when the writer takes the unit
 }
 
 // txResult is what a committed transaction did.
