@@ -38,6 +38,9 @@ type pendingSet struct {
 	uris  [numPairTables]map[string]*pairOp
 	pairs [numPairTables]map[pairKey]*pairOp
 	n     int
+	// hashes counts the pending rows by uri hash and by pair hash (seen.go: they differ by
+	// table and kind): touch looks a unit's ops up by hash, and by key only when one is there.
+	hashes map[keyHash]int32
 }
 
 // full reports whether the set holds pendingMax rows.
@@ -47,12 +50,24 @@ func (s *pendingSet) add(i int, op pairOp) {
 	if s.uris[i] == nil {
 		s.uris[i], s.pairs[i] = map[string]*pairOp{}, map[pairKey]*pairOp{}
 	}
+	if s.hashes == nil {
+		s.hashes = map[keyHash]int32{}
+	}
 	if old := s.uris[i][op.uri]; old != nil {
 		s.remove(i, old.uri)
 	}
 	p := &op
 	s.uris[i][op.uri], s.pairs[i][op.key] = p, p
+	s.hashes[op.uh]++
+	s.hashes[op.ph]++
 	s.n++
+}
+
+// unhash takes a pending row's hash out of s.hashes.
+func (s *pendingSet) unhash(h keyHash) {
+	if s.hashes[h]--; s.hashes[h] <= 0 {
+		delete(s.hashes, h)
+	}
 }
 
 func (s *pendingSet) remove(i int, uri string) {
@@ -64,6 +79,8 @@ func (s *pendingSet) remove(i int, uri string) {
 	if s.pairs[i][p.key] == p {
 		delete(s.pairs[i], p.key)
 	}
+	s.unhash(p.uh)
+	s.unhash(p.ph)
 	s.n--
 }
 
@@ -90,6 +107,9 @@ func (s *pendingSet) touch(p *unitPlan) *pendingChange {
 		done := map[*pairOp]bool{}
 		for j := range p.pairs[i] {
 			op := &p.pairs[i][j]
+			if s.hashes[op.uh] == 0 && (op.del || s.hashes[op.ph] == 0) {
+				continue // neither its uri nor its pair is pending
+			}
 			if op.del {
 				if r := s.uris[i][op.uri]; r != nil && !done[r] {
 					done[r] = true

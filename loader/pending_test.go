@@ -44,6 +44,7 @@ func TestPendingLog(t *testing.T) {
 		if s.n != want.n || s.n != 4 {
 			t.Errorf("%s: %d rows, want %d (4)", name, s.n, want.n)
 		}
+		checkHashes(t, s)
 		for i := range want.uris {
 			for uri, w := range want.uris[i] {
 				g := s.uris[i][uri]
@@ -76,5 +77,27 @@ func FuzzPendingLog(f *testing.F) {
 		if again.n != s.n {
 			t.Fatalf("re-encoded set has %d rows, want %d", again.n, s.n)
 		}
+		checkHashes(t, &s)
+		checkHashes(t, &again)
 	})
+}
+
+// checkHashes fails t unless s.hashes counts exactly the uri and pair hashes of s's rows.
+func checkHashes(t *testing.T, s *pendingSet) {
+	t.Helper()
+	want := map[keyHash]int32{}
+	for i := range s.uris {
+		for _, r := range s.uris[i] {
+			want[r.uh]++
+			want[r.ph]++
+		}
+	}
+	if len(want) != len(s.hashes) {
+		t.Fatalf("hashes of %d keys, want %d", len(s.hashes), len(want))
+	}
+	for h, n := range want {
+		if s.hashes[h] != n {
+			t.Fatalf("hash %x counted %d times, want %d", h, s.hashes[h], n)
+		}
+	}
 }

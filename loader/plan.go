@@ -38,7 +38,7 @@ type pairOp struct {
 	key     pairKey
 	created time.Time
 	indexed time.Time
-	uh, ph  keyHash // a create's uri and pair in the filter of written keys (seen.go)
+	uh, ph  keyHash // the uri's and (a create's) pair's hashes (seen.go)
 	// doomed: the last op at its uri in the unit, and a later delete of the spool removes its
 	// row (hints.go); the writer may leave it out (pending.go).
 	doomed bool
@@ -436,7 +436,7 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 		tab := pairTable(col)
 		i := tab - TableLikes
 		if del {
-			u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI})
+			u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI, uh: uriHash(tab, op.URI)})
 			return
 		}
 		var key pairKey
@@ -456,7 +456,7 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 			cols = [2]string{"blocker_did", "blocked_did"}
 		default:
 			if update {
-				u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI})
+				u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI, uh: uriHash(tab, op.URI)})
 			}
 			return // the record did not decode: counted by decode
 		}
@@ -465,7 +465,7 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 			(named != "" && !p.lim.fits("users", "did", named)) {
 			p.skip(c, ev.Seq, ReasonTooLong, op.URI, name)
 			if update && p.lim.fits(name, "uri", op.URI) {
-				u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI})
+				u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI, uh: uriHash(tab, op.URI)})
 			}
 			return
 		}
@@ -476,7 +476,7 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 			created = t
 		}
 		if op.Action == decode.ActionUpdate {
-			u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI})
+			u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI, uh: uriHash(tab, op.URI)})
 		}
 		u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, uri: op.URI, key: key, created: created.UTC(), indexed: t,
 			uh: uriHash(tab, op.URI), ph: pairHash(tab, key)})
