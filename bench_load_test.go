@@ -256,8 +256,12 @@ func newDatabaseFrom(b *testing.B, template string) string {
 	tname := dbName(template)
 	name := fmt.Sprintf("%s_c%d", tname, time.Now().UnixNano()%1e9)
 	// The copy leaves the template's pages dirty (PostgreSQL 15 copies through the WAL): write
-	// them now, or a checkpoint writes them during whatever is timed next.
+	// them now, or a checkpoint writes them during whatever is timed next. The checkpoint
+	// leaves them (and the copy's WAL, 7 GB for the 10M-row template) to the kernel to write
+	// back: sync waits for that, or it slows the next timed run's WAL flushes at random (a
+	// load, which commits every unit, more than the ceiling's six COPYs).
 	execAll(b, adminDSN, "copy database", "CREATE DATABASE "+name+" TEMPLATE "+tname, "CHECKPOINT")
+	syncDisks()
 	b.Cleanup(func() {
 		c, err := pgx.Connect(context.Background(), adminDSN)
 		if err == nil {
