@@ -147,6 +147,12 @@ func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchF
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
+	// The lock is this process's: what an interrupted fetch left of a sidecar goes.
+	if n, err := deletes.RemoveTemps(sp.SegmentDir()); err != nil {
+		log.Warn("leftover delete index files not removed", "err", err)
+	} else if n > 0 {
+		log.Info("removed the unfinished delete index files of an interrupted fetch", "files", n)
+	}
 	j := &fetchJob{log: log, flags: ff, dir: sf.Spool, spool: sp, host: host, resumeFrom: resumeFrom, deletes: dc}
 	if err := j.plan(ctx, endpoint); err != nil {
 		sp.Close()

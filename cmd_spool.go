@@ -96,6 +96,9 @@ func (c *SpoolReindexCmd) Run(ctx context.Context) error {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	defer s.Close()
+	if _, err := deletes.RemoveTemps(s.SegmentDir()); err != nil {
+		return fmt.Errorf("reindex spool %s: %w", c.Spool, err)
+	}
 	n, err := s.Reindex(ctx)
 	if err != nil {
 		return fmt.Errorf("reindex spool %s: %w", c.Spool, err)

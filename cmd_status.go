@@ -62,6 +62,8 @@ type markRow struct {
 	Relay     string    `json:"relay"`
 	Seq       int64     `json:"seq"`
 	EventTime time.Time `json:"event_time,omitzero"`
+	// Awaits is the last seq of the deletes that rows left out still await (0 when none do).
+	Awaits int64 `json:"awaits_seq,omitzero"`
 }
 
 // Run prints the status.
@@ -133,6 +135,9 @@ func (c *StatusCmd) Run(ctx context.Context) error {
 		rows = append(rows, []string{"segments loaded", fmt.Sprintf("%d (%d of this spool not loaded yet)", d.SegmentsLoaded, sp.Unloaded)})
 		for _, m := range d.Marks {
 			rows = append(rows, []string{"loaded up to", fmt.Sprintf("%s seq %d (%s)", m.Relay, m.Seq, fmtTime(m.EventTime))})
+			if m.Awaits > 0 {
+				rows = append(rows, []string{"left out, awaiting", fmt.Sprintf("rows whose deletes come up to seq %d: load on to complete", m.Awaits)})
+			}
 		}
 		for _, cr := range d.Cursors {
 			rows = append(rows, []string{"cursor " + cr.Service, fmt.Sprintf("%s at %s, lag %s (updated %s)", cr.Cursor, fmtTime(cr.EventTime), orDash(cr.Lag), fmtTime(cr.UpdatedAt))})
@@ -215,17 +220,21 @@ func readDBStatus(ctx context.Context, dsn string) *dbStatus {
 		}
 	}
 	if has[2] {
-		rows, err := conn.Query(ctx, `SELECT relay, seq, event_time FROM backfill_loader ORDER BY relay`)
+		// awaits_seq through to_jsonb: a table of an earlier version lacks it.
+		rows, err := conn.Query(ctx, `SELECT relay, seq, event_time, coalesce((to_jsonb(l)->>'awaits_seq')::bigint, 0) FROM backfill_loader AS l ORDER BY relay`)
 		if err == nil {
 			for rows.Next() {
 				var m markRow
 				var et *time.Time
-				if err := rows.Scan(&m.Relay, &m.Seq, &et); err != nil {
+				if err := rows.Scan(&m.Relay, &m.Seq, &et, &m.Awaits); err != nil {
 					d.Error = err.Error()
 					break
 				}
 				if et != nil {
 					m.EventTime = et.UTC()
+				}
+				if m.Awaits <= m.Seq {
+					m.Awaits = 0
 				}
 				d.Marks = append(d.Marks, m)
 			}

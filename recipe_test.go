@@ -49,7 +49,8 @@ func TestMultiMachineRecipe(t *testing.T) {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
 	if st.Spool.Segments == 0 || st.Spool.Unloaded != 0 || st.Database == nil || len(st.Database.Cursors) != 1 ||
-		st.Database.Cursors[0].Service != "backfill" || int64(st.Database.SegmentsLoaded) != int64(st.Spool.Segments) {
+		st.Database.Cursors[0].Service != "backfill" || int64(st.Database.SegmentsLoaded) != int64(st.Spool.Segments) ||
+		len(st.Database.Marks) != 1 || st.Database.Marks[0].Awaits != 0 {
 		t.Fatalf("status does not show a fully loaded spool:\n%s", out)
 	}
 

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/backfill/backfill/internal/fsync"
@@ -59,6 +61,24 @@ type Index struct {
 // ".del" (".del" appended to any other name).
 func Path(segPath string) string {
 	return strings.TrimSuffix(segPath, segExt) + delExt
+}
+
+// RemoveTemps removes from segDir the temporary files of sidecars whose writing was cut short
+// (fsync.WriteFile's hidden ".<name>.del.tmp*"), and returns how many it removed. Only a
+// process that holds the spool's lock may call it: another one's sidecar may be on its way.
+func RemoveTemps(segDir string) (int, error) {
+	names, err := filepath.Glob(filepath.Join(segDir, ".*"+delExt+".tmp*"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, name := range names {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, fmt.Errorf("remove %s: %w", name, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // indexSize returns the byte size of a sidecar with nb barriers and ne entries.

@@ -288,3 +288,28 @@ func corpusBytes(t testing.TB, path string) []byte {
 	}
 	return []byte(s)
 }
+
+// TestRemoveTemps: the hidden temporary file of a sidecar write cut short goes; sidecars,
+// segments and other files stay.
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	keep := []string{"00000000000000000001.seg", "00000000000000000001.del", ".00000000000000000001.seg.tmp1", "notes.tmp"}
+	gone := []string{".00000000000000000001.del.tmp123", ".00000000000000000042.del.tmp9"}
+	for _, name := range append(append([]string{}, keep...), gone...) {
+		writeFile(t, filepath.Join(dir, name), []byte("x"))
+	}
+	n, err := RemoveTemps(dir)
+	if err != nil || n != len(gone) {
+		t.Fatalf("RemoveTemps = %d, %v; want %d, nil", n, err, len(gone))
+	}
+	for _, name := range keep {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, name := range gone {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s still there (%v)", name, err)
+		}
+	}
+}

@@ -31,7 +31,8 @@ import (
 //
 // The database differs from sequential application up to the unit's seq only by rows whose
 // deletes come later in the spool, so a load that stops there and resumes from the same spool
-// ends exactly where a load without hints would; the cursor row says which events are applied.
+// ends exactly where a load without hints would; the cursor row says which events are applied,
+// and backfill_loader.awaits_seq which later events the database still needs (awaits.go).
 
 // hintBudget bounds the delete index entries the window holds (about 40 bytes each).
 const hintBudget = 1 << 19
@@ -129,10 +130,14 @@ func (h *hintWindow) advance(pos int64) {
 	}
 }
 
-// doomed reports whether a delete of uri after seq end is in the window.
-func (h *hintWindow) doomed(uri string, end int64) bool {
+// deletedAfter returns the seq of the last delete of uri in the window when it comes after seq
+// end, and 0 when none does.
+func (h *hintWindow) deletedAfter(uri string, end int64) int64 {
 	if h == nil || len(h.last) == 0 {
-		return false
+		return 0
 	}
-	return h.last[deletes.Key(uri)] > end
+	if seq := h.last[deletes.Key(uri)]; seq > end {
+		return seq
+	}
+	return 0
 }

@@ -107,6 +107,7 @@ type unitPlan struct {
 	postDeletes []string
 	postRows    []*postState
 	elided      [NumTables]int64 // creates left out: a later delete in the spool removes them (hints.go)
+	awaits      int64            // the last seq of those deletes (of the pair creates that may be left out)
 	profileList []*profileSet
 	handleDIDs  []string
 	accountList []*accountRow
@@ -267,11 +268,15 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 		if st.del {
 			u.postDeletes = append(u.postDeletes, uri)
 		}
-		if st.row != nil && p.hints.doomed(uri, m.seq) {
+		if st.row == nil {
+			continue
+		}
+		if seq := p.hints.deletedAfter(uri, m.seq); seq > 0 {
 			// The row that the unit leaves at uri is deleted by a later event: the database
 			// never needs it (hints.go).
 			st.row = nil
 			u.elided[TablePosts]++
+			u.awaits = max(u.awaits, seq)
 		}
 		if st.row != nil {
 			st.hash = uriHash(TablePosts, uri)
@@ -285,7 +290,7 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 	u.handleDIDs = sortedKeys(u.handles)
 	u.accountList = sortedValues(u.accounts)
 	for i := range u.pairs {
-		markDoomed(u.pairs[i], p.hints, m.seq)
+		u.awaits = max(u.awaits, markDoomed(u.pairs[i], p.hints, m.seq))
 		u.phases[i] = cutPhases(u.pairs[i], nil)
 		lookups := lookupURIs(u.pairs[i])
 		if len(lookups) == 0 {
@@ -307,26 +312,37 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 }
 
 // markDoomed marks the creates of ops (a pair table's, in seq order) that are the last op at
-// their uri and whose uri a delete after seq end removes.
-func markDoomed(ops []pairOp, h *hintWindow, end int64) {
+// their uri and whose uri a delete after seq end removes, and returns the last seq of those
+// deletes (0 when it marks none).
+func markDoomed(ops []pairOp, h *hintWindow, end int64) (awaits int64) {
 	if h == nil || len(h.last) == 0 {
-		return
+		return 0
 	}
-	var last map[string]int // uri -> its doomed create, while no later op touched the uri
+	type doomed struct {
+		j   int   // the create
+		seq int64 // the delete
+	}
+	var last map[string]doomed // uri -> its doomed create, while no later op touched the uri
 	for j := range ops {
 		op := &ops[j]
-		if !op.del && h.doomed(op.uri, end) {
+		var seq int64
+		if !op.del {
+			seq = h.deletedAfter(op.uri, end)
+		}
+		if seq > 0 {
 			if last == nil {
-				last = map[string]int{}
+				last = map[string]doomed{}
 			}
-			last[op.uri] = j
+			last[op.uri] = doomed{j, seq}
 		} else if last != nil {
 			delete(last, op.uri)
 		}
 	}
-	for _, j := range last {
-		ops[j].doomed = true
+	for _, d := range last {
+		ops[d.j].doomed = true
+		awaits = max(awaits, d.seq)
 	}
+	return awaits
 }
 
 // problems counts and logs what decode reported about ev.

@@ -77,10 +77,12 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 	// Bookkeeping as committed: which segments are loaded, and each relay's mark.
 	loaded := map[segKey]bool{}
 	marks := map[string]mark{}
+	awaits := map[string]awaiting{}
 	if _, err := l.withRetry(ctx, func(conn *pgx.Conn) error {
 		clear(loaded)
 		clear(marks)
-		if err := readBookkeeping(ctx, conn, loaded, marks); err != nil {
+		clear(awaits)
+		if err := readBookkeeping(ctx, conn, loaded, marks, awaits); err != nil {
 			return err
 		}
 		var err error
@@ -128,9 +130,11 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		hints = newHintWindow(l.cfg)
 	}
 
+	relays := map[string]bool{}   // the relays of the spool's segments (the lister's until it ends)
+	awaited := maps.Clone(awaits) // as committed before the run, for the planner (the writer updates awaits)
 	g.Go(func() error {
 		defer close(jobs)
-		return l.list(gctx, dir, follow, loaded, marks, hints, jobs, &sum)
+		return l.list(gctx, dir, follow, loaded, marks, relays, hints, jobs, &sum)
 	})
 	var workers sync.WaitGroup
 	for range l.cfg.Workers {
@@ -168,7 +172,14 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		pl := newPlanner(l.cfg, l.lim)
 		pl.hints = hints
 		running := maps.Clone(marks) // marks as they will be once every earlier unit commits
+		checked := map[string]bool{}
 		for j := range jobs {
+			if !checked[j.relay] {
+				checked[j.relay] = true
+				if err := checkAwaits(l.cfg, j.relay, running[j.relay], awaited[j.relay]); err != nil {
+					return err
+				}
+			}
 			weight := j.weight()
 			if err := ahead.Acquire(gctx, weight); err != nil {
 				return err
@@ -196,6 +207,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		}
 		return nil
 	})
+	committed := maps.Clone(marks) // the writer's, until it ends
 	g.Go(func() error {
 		held := false            // the writer has its slot, or takes it (taking)
 		var taking chan struct{} // closed once the writer has taken its slot
@@ -244,6 +256,12 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 				return err
 			}
 			sum.WriteTime += time.Since(t1)
+			if p := w.plan; p.end.seq > p.start.seq {
+				committed[w.relay] = p.end
+				if p.awaits > awaits[w.relay].seq {
+					awaits[w.relay] = l.awaiting(p.awaits)
+				}
+			}
 		}
 	})
 	err = g.Wait()
@@ -254,11 +272,16 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 	if err != nil {
 		return sum, fmt.Errorf("load %s: %w", dir, err)
 	}
+	for relay := range relays {
+		if a := awaits[relay]; a.seq > committed[relay].seq {
+			return sum, unreachedError(relay, committed[relay], a)
+		}
+	}
 	return sum, nil
 }
 
-// readBookkeeping reads the loaded segments and the relays' marks.
-func readBookkeeping(ctx context.Context, conn *pgx.Conn, loaded map[segKey]bool, marks map[string]mark) error {
+// readBookkeeping reads the loaded segments and the relays' marks and awaited deletes.
+func readBookkeeping(ctx context.Context, conn *pgx.Conn, loaded map[segKey]bool, marks map[string]mark, awaits map[string]awaiting) error {
 	rows, err := conn.Query(ctx, `SELECT relay, first_seq, last_seq, checksum FROM backfill_segments`)
 	if err != nil {
 		return err
@@ -276,28 +299,35 @@ func readBookkeeping(ctx context.Context, conn *pgx.Conn, loaded map[segKey]bool
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	rows, err = conn.Query(ctx, `SELECT relay, seq, event_time FROM backfill_loader`)
+	rows, err = conn.Query(ctx, `SELECT relay, seq, event_time, awaits_seq, awaits_since, awaits_until, awaits_collections FROM backfill_loader`)
 	if err != nil {
 		return err
 	}
 	for rows.Next() {
 		var relay string
 		var m mark
-		var t *time.Time
-		if err := rows.Scan(&relay, &m.seq, &t); err != nil {
+		var a awaiting
+		var t, since, until *time.Time
+		if err := rows.Scan(&relay, &m.seq, &t, &a.seq, &since, &until, &a.collections); err != nil {
 			rows.Close()
 			return err
 		}
 		if t != nil {
 			m.time = t.UTC()
 		}
-		marks[relay] = m
+		if since != nil {
+			a.since = since.UTC()
+		}
+		if until != nil {
+			a.until = until.UTC()
+		}
+		marks[relay], awaits[relay] = m, a
 	}
 	return rows.Err()
 }
 
 // list feeds jobs with the unloaded segments of dir, following the producer when asked.
-func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, error), loaded map[segKey]bool, marks map[string]mark, hints *hintWindow, jobs chan<- job, sum *Summary) error {
+func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, error), loaded map[segKey]bool, marks map[string]mark, relays map[string]bool, hints *hintWindow, jobs chan<- job, sum *Summary) error {
 	queued := map[segKey]bool{}
 	cut := 0 // jobs cut so far
 	once := func() (int, error) {
@@ -311,6 +341,7 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 			if queued[k] {
 				continue
 			}
+			relays[s.Relay] = true
 			queued[k] = true
 			l.stats.SegmentsTotal.Add(1)
 			if loaded[k] || s.LastSeq <= marks[s.Relay].seq {

@@ -110,6 +110,18 @@ var tableDDL = []string{
   event_time timestamp,
   updated_at timestamptz NOT NULL DEFAULT now()
 )`,
+	// Rows left out (hints.go) await the deletes up to awaits_seq, which only a load with the
+	// window and collections of the one that left them out (or wider ones) applies: a bitmask
+	// of decode.Collection, 0 for all. Added to the table of an earlier version in place.
+	`DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'backfill_loader'::regclass AND attname = 'awaits_seq' AND NOT attisdropped) THEN
+    ALTER TABLE backfill_loader
+      ADD COLUMN awaits_seq bigint NOT NULL DEFAULT 0,
+      ADD COLUMN awaits_since timestamp,
+      ADD COLUMN awaits_until timestamp,
+      ADD COLUMN awaits_collections integer NOT NULL DEFAULT 0;
+  END IF;
+END $$`,
 	// The log of pair rows left out (pending.go): its records are not worth pglz's time (14 ms
 	// for a unit's 300 kB).
 	`DO $$ BEGIN
@@ -186,7 +198,7 @@ var writtenColumns = map[string][]string{
 	"firehose_cursor":   {"service", "cursor", "last_event_time", "updated_at"},
 	"backfill_segments": {"relay", "first_seq", "last_seq", "checksum", "name", "frames", "events", "rows_written", "skipped", "repaired", "batch_segments", "loaded_at"},
 	"backfill_accounts": {"did", "active", "status", "seq", "time"},
-	"backfill_loader":   {"relay", "seq", "event_time", "updated_at"},
+	"backfill_loader":   {"relay", "seq", "event_time", "updated_at", "awaits_seq", "awaits_since", "awaits_until", "awaits_collections"},
 	"backfill_pending":  {"id", "delta"},
 }
 

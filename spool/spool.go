@@ -116,6 +116,9 @@ func Open(dir string, opts Options) (*Spool, error) {
 // Dir returns the spool directory.
 func (s *Spool) Dir() string { return s.dir }
 
+// SegmentDir returns the directory that holds the segment files.
+func (s *Spool) SegmentDir() string { return s.segDir }
+
 // Relay returns the relay recorded in the spool ("" when empty).
 func (s *Spool) Relay() string {
 	s.mu.Lock()
