@@ -356,6 +356,8 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 		hints.add(fresh)
 		for _, j := range groupSegments(fresh, l.cfg.BatchSize, l.minBatchBytes, cut) {
 			cut++
+			// While the planner reads the job before, j's files come into the page cache.
+			prefetch(j.segs)
 			select {
 			case jobs <- j:
 			case <-ctx.Done():
