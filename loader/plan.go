@@ -277,11 +277,10 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 			st.row = nil
 			u.elided[TablePosts]++
 			u.awaits = max(u.awaits, seq)
+			continue
 		}
-		if st.row != nil {
-			st.hash = uriHash(TablePosts, uri)
-			u.postRows = append(u.postRows, st)
-		}
+		st.hash = uriHash(TablePosts, uri)
+		u.postRows = append(u.postRows, st)
 	}
 	// Creates are COPYed in key order (target.copy); sorted here, off the writer's path.
 	slices.SortFunc(u.postRows, func(a, b *postState) int { return strings.Compare(a.row.URI, b.row.URI) })
@@ -451,8 +450,11 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 	case decode.CollectionLike, decode.CollectionRepost, decode.CollectionFollow, decode.CollectionBlock:
 		tab := pairTable(col)
 		i := tab - TableLikes
-		if del {
+		deleteURI := func() { // the op's delete, or an update's delete half
 			u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI, uh: uriHash(tab, op.URI)})
+		}
+		if del {
+			deleteURI()
 			return
 		}
 		var key pairKey
@@ -472,7 +474,7 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 			cols = [2]string{"blocker_did", "blocked_did"}
 		default:
 			if update {
-				u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI, uh: uriHash(tab, op.URI)})
+				deleteURI()
 			}
 			return // the record did not decode: counted by decode
 		}
@@ -481,7 +483,7 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 			(named != "" && !p.lim.fits("users", "did", named)) {
 			p.skip(c, ev.Seq, ReasonTooLong, op.URI, name)
 			if update && p.lim.fits(name, "uri", op.URI) {
-				u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI, uh: uriHash(tab, op.URI)})
+				deleteURI()
 			}
 			return
 		}
@@ -492,7 +494,7 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 			created = t
 		}
 		if op.Action == decode.ActionUpdate {
-			u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, del: true, uri: op.URI, uh: uriHash(tab, op.URI)})
+			deleteURI()
 		}
 		u.pairs[i] = append(u.pairs[i], pairOp{pos: pos, uri: op.URI, key: key, created: created.UTC(), indexed: t,
 			uh: uriHash(tab, op.URI), ph: pairHash(tab, key)})

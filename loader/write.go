@@ -423,18 +423,18 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 	if p.end.seq > p.start.seq {
 		tp.queue(`INSERT INTO firehose_cursor (service, cursor, last_event_time, updated_at) VALUES ($1, $2, $3, now()) ON CONFLICT (service) DO UPDATE SET cursor = EXCLUDED.cursor, last_event_time = EXCLUDED.last_event_time, updated_at = now()`,
 			l.cfg.Service, strconv.FormatInt(p.end.seq, 10), nullableTime(p.end.time))
-		if p.awaits == 0 {
-			tp.queue(`INSERT INTO backfill_loader (relay, seq, event_time, updated_at) VALUES ($1, $2, $3, now()) ON CONFLICT (relay) DO UPDATE SET seq = EXCLUDED.seq, event_time = EXCLUDED.event_time, updated_at = now()`,
-				w.relay, p.end.seq, nullableTime(p.end.time))
-		} else {
-			// Rows left out await deletes up to p.awaits (awaits.go): this run's window and
-			// collections, checked to be at least as wide as those of any earlier rows awaiting.
-			a := l.awaiting(p.awaits)
-			tp.queue(`INSERT INTO backfill_loader (relay, seq, event_time, updated_at, awaits_seq, awaits_since, awaits_until, awaits_collections) VALUES ($1, $2, $3, now(), $4, $5, $6, $7) `+
-				`ON CONFLICT (relay) DO UPDATE SET seq = EXCLUDED.seq, event_time = EXCLUDED.event_time, updated_at = now(), awaits_seq = GREATEST(backfill_loader.awaits_seq, EXCLUDED.awaits_seq), `+
-				`awaits_since = EXCLUDED.awaits_since, awaits_until = EXCLUDED.awaits_until, awaits_collections = EXCLUDED.awaits_collections`,
-				w.relay, p.end.seq, nullableTime(p.end.time), a.seq, nullableTime(a.since), nullableTime(a.until), a.collections)
+		// Rows left out await deletes up to p.awaits (awaits.go), with this run's window and
+		// collections, checked to be at least as wide as those of any earlier rows awaiting.
+		a := awaiting{}
+		if p.awaits > 0 {
+			a = l.awaiting(p.awaits)
 		}
+		tp.queue(`INSERT INTO backfill_loader (relay, seq, event_time, updated_at, awaits_seq, awaits_since, awaits_until, awaits_collections) VALUES ($1, $2, $3, now(), $4, $5, $6, $7) `+
+			`ON CONFLICT (relay) DO UPDATE SET seq = EXCLUDED.seq, event_time = EXCLUDED.event_time, updated_at = now(), awaits_seq = GREATEST(backfill_loader.awaits_seq, EXCLUDED.awaits_seq), `+
+			`awaits_since = CASE WHEN EXCLUDED.awaits_seq > 0 THEN EXCLUDED.awaits_since ELSE backfill_loader.awaits_since END, `+
+			`awaits_until = CASE WHEN EXCLUDED.awaits_seq > 0 THEN EXCLUDED.awaits_until ELSE backfill_loader.awaits_until END, `+
+			`awaits_collections = CASE WHEN EXCLUDED.awaits_seq > 0 THEN EXCLUDED.awaits_collections ELSE backfill_loader.awaits_collections END`,
+			w.relay, p.end.seq, nullableTime(p.end.time), a.seq, nullableTime(a.since), nullableTime(a.until), a.collections)
 	}
 	// rows_written is known once every counting statement ran; the segment rows and COMMIT go
 	// in the last batch.
