@@ -62,10 +62,12 @@ func (x *indexer) add(seq int64, frame []byte) {
 	}
 }
 
-// indexed reports whether deletes of c are indexed: the five tables keyed by a record's uri.
+// indexed reports whether deletes of c are indexed: the five tables keyed by a record's uri,
+// and profiles (the decoder gives CollectionProfile only to rkey self, the users row's columns,
+// which a delete or update of it sets whole).
 func indexed(c decode.Collection) bool {
 	switch c {
-	case decode.CollectionPost, decode.CollectionLike, decode.CollectionRepost, decode.CollectionFollow, decode.CollectionBlock:
+	case decode.CollectionPost, decode.CollectionLike, decode.CollectionRepost, decode.CollectionFollow, decode.CollectionBlock, decode.CollectionProfile:
 		return true
 	}
 	return false

@@ -128,6 +128,7 @@ func TestRules(t *testing.T) {
 		del("app.bsky.graph.follow/3kaaaaaaaaad2"),
 		del("app.bsky.graph.block/3kaaaaaaaaae2"),
 		del("app.bsky.actor.profile/self"),
+		del("app.bsky.actor.profile/other"), // no profile: not listed
 		del("com.example.thing/3kaaaaaaaaaf2"),
 		relaytest.Op{Action: "create", Path: "app.bsky.feed.like/3kaaaaaaaaag2", Record: &bsky.FeedLike{
 			CreatedAt: "2025-03-04T05:06:07.000Z",
@@ -185,7 +186,7 @@ func TestRules(t *testing.T) {
 	sameEntries(t, "reference", x.Entries, entries)
 
 	// The same, by hand: which frames and how many ops.
-	want := map[int64]int{plain: 1, mixed: 4, subject: 1, good: 1, update: 1}
+	want := map[int64]int{plain: 1, mixed: 5, subject: 1, good: 1, update: 1}
 	got := map[int64]int{}
 	for _, e := range x.Entries {
 		got[e.Seq]++
@@ -236,7 +237,7 @@ func TestBarriers(t *testing.T) {
 			return false
 		}
 		for _, op := range ev.Ops {
-			if op.Action == decode.ActionDelete && op.Collection != decode.CollectionOther && op.Collection != decode.CollectionProfile {
+			if op.Action == decode.ActionDelete && op.Collection != decode.CollectionOther {
 				return true
 			}
 		}

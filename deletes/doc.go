@@ -18,8 +18,10 @@
 // without error, whose body seq equals the spool seq, whose event time is non-zero (and not the
 // unix epoch: Time is its unix microseconds, never 0), whose repo DID is valid, and which holds
 // an op with Action decode.ActionDelete or decode.ActionUpdate, a Collection among post, like,
-// repost, follow and block, and a URI u with Key == Key(u). Every such op of such a frame has
-// its entry. A Barrier
+// repost, follow, block and profile (the decoder gives that one only to rkey self), and a URI u
+// with Key == Key(u). Every such op of such a frame has its entry. Sidecars written before
+// profiles were indexed hold no profile entries: a reader may find fewer hints, never a wrong
+// one. A Barrier
 // is the spool seq of a frame of any kind that decodes with a body seq above its spool seq: the
 // loader's high-water mark would jump past the frames after it. A sidecar names its segment
 // (first and last seq, body checksum, frame count) and Read refuses one that names another, so a

@@ -142,7 +142,7 @@ func reference(t testing.TB, info spool.SegmentInfo) (entries []Entry, barriers 
 		}
 		for _, op := range ev.Ops {
 			switch op.Collection {
-			case decode.CollectionPost, decode.CollectionLike, decode.CollectionRepost, decode.CollectionFollow, decode.CollectionBlock:
+			case decode.CollectionPost, decode.CollectionLike, decode.CollectionRepost, decode.CollectionFollow, decode.CollectionBlock, decode.CollectionProfile:
 			default:
 				continue
 			}

@@ -19,9 +19,13 @@ import (
 // (pending.go). So when the planner knows that a delete of uri u that the load will apply comes
 // after the unit, it leaves out the unit's last create at u: the database after that delete is
 // the same, and until then it differs only in that row. An update counts as a delete here: the
-// loader applies it as a delete, then a create. The knowledge comes from the spool's delete
-// index (package deletes): per segment, the keys of the uris that its #commit events delete or
-// update, with the seq and time of each, written by the fetch. An entry is a delete the load
+// loader applies it as a delete, then a create. Profiles go the same way: a delete or update of
+// a profile sets every profile column of its users row (an update whose record does not decode
+// clears them), so the unit's last profile of a DID whose profile a later event deletes or
+// updates is left out, and until then the row differs only in those columns. The knowledge
+// comes from the spool's delete index (package deletes): per segment, the keys of the uris that
+// its #commit events delete or update, with the seq and time of each, written by the fetch
+// (sidecars of earlier versions list no profiles: fewer hints). An entry is a delete the load
 // will apply whenever the create at its uri was applied (same DID, collection and uri, so the
 // same filters), provided that it is not below the relay's mark when it comes (the spool's seqs
 // rise, and a segment whose frames could lift the mark above their own seq is a barrier the
@@ -39,8 +43,9 @@ const hintBudget = 1 << 19
 
 // hintWindow holds the last seq of the deletes of the segments ahead of the planner, by key of
 // the deleted uri. The lister feeds it the segments it queues (add); the planner asks it
-// (doomed) after advancing it past each unit (advance). Only the planner's goroutine reads
-// the index files; add may run on another.
+// (doomed) after advancing it past each unit (advance). One advance at a time reads the index
+// files, on a goroutine of the planner's that runs while the unit is read (the first advance of
+// a run reads the whole window: the database started 60 ms sooner); add may run on another.
 type hintWindow struct {
 	since, until time.Time
 	log          *slog.Logger

@@ -60,6 +60,7 @@ type userRow struct {
 
 type profileSet struct {
 	did         string
+	uri         string // of the op that set it
 	displayName *string
 	description *string
 	avatar      *string
@@ -285,6 +286,15 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 	// Creates are COPYed in key order (target.copy); sorted here, off the writer's path.
 	slices.SortFunc(u.postRows, func(a, b *postState) int { return strings.Compare(a.row.URI, b.row.URI) })
 	slices.SortFunc(u.users, func(a, b userRow) int { return strings.Compare(a.did, b.did) })
+	for did, ps := range u.profiles {
+		if seq := p.hints.deletedAfter(ps.uri, m.seq); seq > 0 {
+			// A later delete or update of the profile sets every column the unit's would: the
+			// database never needs this one (hints.go).
+			delete(u.profiles, did)
+			u.elided[TableUsers]++
+			u.awaits = max(u.awaits, seq)
+		}
+	}
 	u.profileList = sortedValues(u.profiles)
 	u.handleDIDs = sortedKeys(u.handles)
 	u.accountList = sortedValues(u.accounts)
@@ -504,17 +514,17 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 			return
 		}
 		if del {
-			u.profiles[ev.DID] = &profileSet{did: ev.DID}
+			u.profiles[ev.DID] = &profileSet{did: ev.DID, uri: op.URI}
 			return
 		}
 		r := op.Profile
 		if r == nil {
 			if update {
-				u.profiles[ev.DID] = &profileSet{did: ev.DID}
+				u.profiles[ev.DID] = &profileSet{did: ev.DID, uri: op.URI}
 			}
 			return // the record did not decode: counted by decode
 		}
-		ps := &profileSet{did: ev.DID, description: r.Description, avatar: r.AvatarCID, banner: r.BannerCID, pinned: r.PinnedPost, record: r.Record}
+		ps := &profileSet{did: ev.DID, uri: op.URI, description: r.Description, avatar: r.AvatarCID, banner: r.BannerCID, pinned: r.PinnedPost, record: r.Record}
 		if r.DisplayName != nil {
 			dn := *r.DisplayName
 			if n, ok := p.lim["users.display_name"]; ok && !p.lim.fits("users", "display_name", dn) {

@@ -226,8 +226,8 @@ func TestRandomized(t *testing.T) {
 	}
 	// The iterations must have taken every path of left-out creates.
 	t.Logf("left out: %v; pending rows left %d, materialized %d, ended %d", elided, pend.left, pend.materialized, pend.ended)
-	if elided[TablePosts] == 0 || elided[TableLikes]+elided[TableReposts]+elided[TableFollows]+elided[TableBlocks] == 0 {
-		t.Errorf("no post or no pair create was left out: %v", elided)
+	if elided[TableUsers] == 0 || elided[TablePosts] == 0 || elided[TableLikes]+elided[TableReposts]+elided[TableFollows]+elided[TableBlocks] == 0 {
+		t.Errorf("no profile, no post or no pair create was left out: %v", elided)
 	}
 	if pend.left == 0 || pend.materialized == 0 || pend.ended == 0 {
 		t.Errorf("pending rows: %d left, %d materialized, %d ended; want each > 0", pend.left, pend.materialized, pend.ended)

@@ -61,7 +61,8 @@ type RowCount struct {
 	Updated  int64 `json:"updated,omitempty"`
 	Deleted  int64 `json:"deleted,omitempty"`
 	// Elided counts creates left out because a later event of the spool deletes their record
-	// (hints.go): neither written nor, later, deleted.
+	// (hints.go): neither written nor, later, deleted. In users, the profiles left out because a
+	// later delete or update of the profile sets them again.
 	Elided int64 `json:"elided,omitempty"`
 }
 
