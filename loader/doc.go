@@ -56,7 +56,7 @@
 // BatchSize 1 from crippling a load of small (time-sealed) segments. Every unit touches the
 // pages of every table and index again, so the server writes a unit's rows cheaper the more
 // there are; the frame cap bounds the memory of the units in flight (the writer's, and the
-// next one, planned) and keeps the decoder and the writer overlapping. Smaller BatchSize values
+// next two, planned) and keeps the decoder and the writer overlapping. Smaller BatchSize values
 // trade speed for smaller transactions.
 //
 // Write path, per unit: one pipelined batch (BEGIN; settings; the profile and handle updates of
