@@ -44,6 +44,7 @@ type Loader struct {
 	seen           seenKeys    // keys the committed units of this loader created
 	pending        *pendingSet // pair creates left out, as committed (pending.go); read at each Run
 	pendingLog     int         // rows of backfill_pending's log
+	pendingStale   bool        // a unit's change went into pending before its COMMIT failed: read it again
 	pendingCompact int         // log rows before a rewrite, when not pendingCompact (tests only)
 	pendingCounts  struct {    // what committed units did to pending rows (tests read them)
 		left, materialized, ended int

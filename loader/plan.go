@@ -122,6 +122,9 @@ type planner struct {
 	lim      limits
 	log      *slog.Logger
 	hints    *hintWindow // deletes ahead of the unit (hints.go); nil when off
+	// pairShare is each pair table's ops per item in the last unit planned: the next unit's
+	// lists start at about that size (grown by append, their copies were a tenth of planning).
+	pairShare [numPairTables]float64
 }
 
 func newPlanner(cfg Config, lim limits) *planner {
@@ -161,6 +164,11 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 		handles:   map[string]string{},
 		accounts:  map[string]*accountRow{},
 		posts:     make(map[string]*postState, n/8),
+	}
+	for i, share := range p.pairShare {
+		if share > 0 {
+			u.pairs[i] = make([]pairOp, 0, int(share*float64(n)*1.125)+16)
+		}
 	}
 	for i := range u.segCounts {
 		u.segCounts[i].frames = rd.frames[i]
@@ -299,6 +307,9 @@ func (p *planner) plan(rd *readResult, m mark) *unitPlan {
 	u.handleDIDs = sortedKeys(u.handles)
 	u.accountList = sortedValues(u.accounts)
 	for i := range u.pairs {
+		if n > 0 {
+			p.pairShare[i] = float64(len(u.pairs[i])) / float64(n)
+		}
 		u.awaits = max(u.awaits, markDoomed(u.pairs[i], p.hints, m.seq))
 		u.phases[i] = cutPhases(u.pairs[i], nil)
 		lookups := lookupURIs(u.pairs[i])

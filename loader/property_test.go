@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/backfill/backfill/decode"
 )
 
@@ -134,6 +136,17 @@ func TestRandomized(t *testing.T) {
 	}
 	var elided [NumTables]int64
 	var pend struct{ left, materialized, ended int }
+	// Some runs have COMMITs refused by the server (a serialization failure, raised at COMMIT
+	// by a deferred trigger on a row the transaction inserts): the unit is tried again, after
+	// the writer took its change of pending rows while the server committed.
+	if _, err := ensureSchema(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, c, `CREATE TABLE IF NOT EXISTS test_commit_fails (x int)`)
+	exec(t, c, `CREATE OR REPLACE FUNCTION test_fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'COMMIT refused by the test' USING ERRCODE = '40001'; END $$`)
+	exec(t, c, `DROP TRIGGER IF EXISTS fail_commit ON test_commit_fails`)
+	exec(t, c, `CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON test_commit_fails DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_commit()`)
+	var refused, refusedPending int
 	for it := range iterations {
 		rng := rand.New(rand.NewPCG(uint64(it), 99))
 		evs := randomEvents(rng, 40+rng.IntN(200), 0)
@@ -192,6 +205,11 @@ func TestRandomized(t *testing.T) {
 			// run leaves out pending must end right in a run that takes no hints.
 			rcfg := cfg
 			rcfg.NoDeleteHints = rng.IntN(4) == 0
+			refuse := 0 // every refuse-th COMMIT is refused, once
+			if rng.IntN(3) == 0 {
+				refuse = 2 + rng.IntN(3)
+				rcfg.Retry = RetryPolicy{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
+			}
 			if rng.IntN(4) == 0 {
 				dropSomeDeleteIndexes(t, rng, dir)
 			}
@@ -200,6 +218,20 @@ func TestRandomized(t *testing.T) {
 				loader = l
 				l.direct = direct
 				l.pendingCompact = 1 + rng.IntN(4) // backfill_pending's log rewritten often
+				if refuse > 0 {
+					commits := 0
+					l.beforeCommit = func(ctx context.Context, conn *pgx.Conn) error {
+						if commits++; commits%refuse != 0 {
+							return nil
+						}
+						refused++
+						if l.pending != nil && l.pending.n > 0 {
+							refusedPending++
+						}
+						_, err := conn.Exec(ctx, `INSERT INTO test_commit_fails VALUES (1)`)
+						return err
+					}
+				}
 				if safe {
 					// As for tables with unique keys beyond SCHEMA.md's: ON CONFLICT everywhere.
 					for _, tab := range tableNames[:TableAccounts] {
@@ -228,6 +260,10 @@ func TestRandomized(t *testing.T) {
 	t.Logf("left out: %v; pending rows left %d, materialized %d, ended %d", elided, pend.left, pend.materialized, pend.ended)
 	if elided[TableUsers] == 0 || elided[TablePosts] == 0 || elided[TableLikes]+elided[TableReposts]+elided[TableFollows]+elided[TableBlocks] == 0 {
 		t.Errorf("no profile, no post or no pair create was left out: %v", elided)
+	}
+	t.Logf("COMMITs refused: %d, %d of them with rows pending", refused, refusedPending)
+	if refusedPending == 0 {
+		t.Errorf("no COMMIT was refused while rows were pending")
 	}
 	if pend.left == 0 || pend.materialized == 0 || pend.ended == 0 {
 		t.Errorf("pending rows: %d left, %d materialized, %d ended; want each > 0", pend.left, pend.materialized, pend.ended)

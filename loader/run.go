@@ -87,6 +87,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 		}
 		var err error
 		l.pending, l.pendingLog, err = readPending(ctx, conn)
+		l.pendingStale = false
 		return err
 	}); err != nil {
 		return sum, fmt.Errorf("read load progress: %w", err)
@@ -614,9 +615,6 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 		}); err != nil {
 			return fmt.Errorf("read pending rows: %w", err)
 		}
-	} else {
-		l.pending.apply(res.pending)
-		l.pendingLog = res.pendingLog
 	}
 	if ch := res.pending; ch != nil {
 		for i := range ch.added {

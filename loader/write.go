@@ -102,6 +102,14 @@ var postCols = []string{"uri", "cid", "author_did", "text", "parent_uri", "root_
 // anti-join's snapshot and its insert fails the statement with a unique violation; the unit is
 // then retried with safe set, which also turns the direct COPY off.
 func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n int, safe bool) (res txResult, done bool, err error) {
+	if l.pendingStale {
+		// An earlier attempt's COMMIT failed after the unit's change went into l.pending: the
+		// set is the one the database has, which that COMMIT may or may not have changed.
+		if l.pending, l.pendingLog, err = readPending(ctx, conn); err != nil {
+			return res, false, fmt.Errorf("read pending rows: %w", err)
+		}
+		l.pendingStale = false
+	}
 	tp := newTxPipe(conn)
 	defer func() {
 		if err != nil {
@@ -459,11 +467,19 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 		}
 	}
 	tp.queue(`COMMIT`)
-	// The filter of written keys takes the unit's while the server commits (a unit that then
-	// fails only makes suspects of its own creates when it is retried).
-	if err = tp.flushWith(ctx, func() { l.seen.addUnit(p) }); err != nil {
+	// While the server commits, the filter of written keys takes the unit's (a unit that then
+	// fails only makes suspects of its own creates when it is retried) and the pending rows
+	// take its change (10-15 ms a unit the database waited for; a COMMIT that fails leaves them
+	// stale, and the next attempt reads them again).
+	if err = tp.flushWith(ctx, func() {
+		l.seen.addUnit(p)
+		l.pendingStale = true
+		l.pending.apply(ch)
+		l.pendingLog = res.pendingLog
+	}); err != nil {
 		return res, false, fmt.Errorf("record segments and commit: %w", err)
 	}
+	l.pendingStale = false
 	return res, false, nil
 }
 
