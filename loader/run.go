@@ -606,16 +606,6 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 	if err != nil {
 		return fmt.Errorf("load segments %s..%s: %w", w.segs[0].Name, w.segs[len(w.segs)-1].Name, err)
 	}
-	if attempts > 1 {
-		// Which attempt committed is not known here (a lost COMMIT reply): read what it left.
-		if _, err := l.withRetry(ctx, func(conn *pgx.Conn) error {
-			var err error
-			l.pending, l.pendingLog, err = readPending(ctx, conn)
-			return err
-		}); err != nil {
-			return fmt.Errorf("read pending rows: %w", err)
-		}
-	}
 	if ch := res.pending; ch != nil {
 		for i := range ch.added {
 			l.pendingCounts.left += len(ch.added[i])

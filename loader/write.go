@@ -104,7 +104,9 @@ var postCols = []string{"uri", "cid", "author_did", "text", "parent_uri", "root_
 func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n int, safe bool) (res txResult, done bool, err error) {
 	if l.pendingStale {
 		// An earlier attempt's COMMIT failed after the unit's change went into l.pending: the
-		// set is the one the database has, which that COMMIT may or may not have changed.
+		// set is the one the database has, which that COMMIT may or may not have changed (a
+		// lost reply). Read here, before the check of recorded segments, it is right whether
+		// the unit turns out done or is written again.
 		if l.pending, l.pendingLog, err = readPending(ctx, conn); err != nil {
 			return res, false, fmt.Errorf("read pending rows: %w", err)
 		}
