@@ -120,6 +120,12 @@ func (h *hintWindow) advance(pos int64) {
 			h.barrier = true
 			return
 		}
+		if len(h.last) == 0 {
+			// An empty window takes its first index: sized for as many entries from each
+			// queued segment, up to the budget, the map does not grow by rehashing (a seventh
+			// of the loader's CPU before its first unit).
+			h.last = make(map[[16]byte]int64, min(hintBudget, len(idx.Entries)*len(h.segs)))
+		}
 		for _, e := range idx.Entries {
 			// The event's time is in [t, t+1µs): only an entry the window surely holds counts.
 			t := time.UnixMicro(e.Time)

@@ -498,6 +498,11 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk, 
 	// A chunk's frames go into one buffer, sized from the chunks before it: grown by append
 	// instead, the buffer's discarded copies were the largest source of garbage of a load.
 	bufHint := 64 << 10
+	if s := j.segs[0]; s.Count > 0 {
+		// The first chunk's too, from the segment's mean frame size: grown by append, its
+		// copies were a sixth of the reader's CPU before the first unit.
+		bufHint = max(bufHint, int(s.RawBytes/s.Count)*chunkFrames*9/8)
+	}
 	flush := func() error {
 		if cur == nil {
 			return nil

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -65,7 +66,7 @@ type Record struct {
 type Reader struct {
 	f       io.Closer
 	cr      chunkReader
-	ownDec  bool
+	own     *readerState // the decoder and buffers OpenSegment took, returned by Close
 	info    SegmentInfo
 	trailer segStats
 	hdr     segHeader
@@ -78,18 +79,34 @@ type Reader struct {
 	err     error
 }
 
+// readerState is what an OpenSegment reader leaves to the next one: its decoder and buffers.
+// A load opens its segments one after another, and each new decoder's history and each
+// reader's chunk buffers were allocated again (0.2 s of a 1M-event load's 14 s of CPU, most of
+// it clearing the memory).
+type readerState struct {
+	dec         *zstd.Decoder
+	stored, raw []byte
+}
+
+var readerStates sync.Pool
+
 // OpenSegment opens a sealed segment file for reading.
 func OpenSegment(path string) (*Reader, error) {
-	dec, err := newDecoder()
+	st, _ := readerStates.Get().(*readerState)
+	if st == nil {
+		dec, err := newDecoder()
+		if err != nil {
+			return nil, err
+		}
+		st = &readerState{dec: dec}
+	}
+	r, err := openSegment(path, st.dec)
 	if err != nil {
+		readerStates.Put(st)
 		return nil, err
 	}
-	r, err := openSegment(path, dec)
-	if err != nil {
-		dec.Close()
-		return nil, err
-	}
-	r.ownDec = true
+	r.cr.stored, r.cr.raw = st.stored, st.raw
+	r.own = st
 	return r, nil
 }
 
@@ -258,11 +275,19 @@ func (r *Reader) nextChunk() error {
 	}
 }
 
-// Close releases the file and the decoder.
+// Close releases the file and the decoder; the last Record's Frame is invalid afterwards.
 func (r *Reader) Close() error {
-	if r.ownDec && r.cr.dec != nil {
-		r.cr.dec.Close()
-		r.cr.dec = nil
+	if st := r.own; st != nil {
+		// The decoder lets go of this reader's chunk, and is reset onto the next reader's
+		// first one; a decoder that met corrupt data is not kept.
+		r.own = nil
+		if (r.err != nil && r.err != io.EOF) || st.dec.Reset(nil) != nil {
+			st.dec.Close()
+		} else {
+			st.stored, st.raw = r.cr.stored, r.cr.raw
+			readerStates.Put(st)
+		}
+		r.cr.dec, r.cr.stored, r.cr.raw = nil, nil, nil
 	}
 	if r.f == nil {
 		return nil
