@@ -200,24 +200,10 @@ func TestCorruptNotTorn(t *testing.T) {
 }
 
 func TestCorruptSealed(t *testing.T) {
-	dir := t.TempDir()
-	s := openSpool(t, dir, Options{ChunkBytes: 4096})
-	w := newWriter(t, s)
-	recs := fixtureRecords(t)
-	appendAll(t, w, recs)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	infos, _ := s.Segments()
-	path := infos[0].Path
-	orig := readFile(t, path)
-	h, err := readHeader(bytes.NewReader(orig), int64(len(orig)), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _ := parseChunkHeader(orig[h.size():])
-	second := h.size() + chunkHeaderSize + int64(first.stored)
-	trOff := int64(len(orig)) - footerSize - trailerChunkSize
+	orig, chunks, trOff, path := sealedFixture(t)
+	dir := filepath.Dir(filepath.Dir(path)) // the spool's
+	second := chunks[1]
+	first, _ := parseChunkHeader(orig[chunks[0]:])
 
 	t.Run("middle chunk", func(t *testing.T) {
 		b := bytes.Clone(orig)

@@ -78,6 +78,24 @@ func appendAll(t testing.TB, w *Writer, recs []rec) {
 	}
 }
 
+// sealedSegment writes fixtureRecords into one sealed segment of 4 KiB chunks in a new spool
+// and returns its path and the records.
+func sealedSegment(t testing.TB) (string, []rec) {
+	t.Helper()
+	s := openSpool(t, t.TempDir(), Options{ChunkBytes: 4096})
+	w := newWriter(t, s)
+	recs := fixtureRecords(t)
+	appendAll(t, w, recs)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := s.Segments()
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("Segments: %d, %v; want one", len(infos), err)
+	}
+	return infos[0].Path, recs
+}
+
 // readSegment reads every record of a sealed segment.
 func readSegment(t testing.TB, path string) []rec {
 	t.Helper()

@@ -10,16 +10,7 @@ import (
 // closed halfway, one closed after corrupt data, and two open at once must each leave the
 // others reading exactly the segment's records.
 func TestReaderStateReuse(t *testing.T) {
-	dir := t.TempDir()
-	s := openSpool(t, dir, Options{ChunkBytes: 4096})
-	w := newWriter(t, s)
-	recs := fixtureRecords(t)
-	appendAll(t, w, recs)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	infos, _ := s.Segments()
-	path := infos[0].Path
+	path, recs := sealedSegment(t)
 	sameRecords(t, readSegment(t, path), recs)
 
 	next := func(r *Reader) rec {
@@ -48,13 +39,8 @@ func TestReaderStateReuse(t *testing.T) {
 	})
 
 	t.Run("closed after corrupt data", func(t *testing.T) {
-		orig := readFile(t, path)
-		h, err := readHeader(bytes.NewReader(orig), int64(len(orig)), path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, _ := parseChunkHeader(orig[h.size():])
-		second := h.size() + chunkHeaderSize + int64(first.stored)
+		orig, chunks, _, path := sealedFixture(t)
+		second := chunks[1]
 		// The second chunk's payload is corrupted and its checksum fixed, so that the
 		// decoder, not the checksum, meets the damage.
 		b := bytes.Clone(orig)

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -62,17 +61,10 @@ func TestCompression(t *testing.T) {
 }
 
 // sealedFixture returns a sealed segment of several data chunks and the offsets of its chunks
-// (data chunks, then the end chunk), its trailer and its path in dir.
+// (data chunks, then the end chunk), its trailer and its path.
 func sealedFixture(t *testing.T) (b []byte, chunks []int64, trOff int64, path string) {
 	t.Helper()
-	dir := t.TempDir()
-	s := openSpool(t, dir, Options{ChunkBytes: 4096})
-	w := newWriter(t, s)
-	appendAll(t, w, fixtureRecords(t))
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	path = filepath.Join(dir, segmentsDir, segmentName(fixtureRecords(t)[0].Seq)+sealedExt)
+	path, _ = sealedSegment(t)
 	b = readFile(t, path)
 	h, err := readHeader(bytes.NewReader(b), int64(len(b)), path)
 	if err != nil {
