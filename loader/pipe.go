@@ -58,9 +58,13 @@ func (p *txPipe) queueCount(c *int64, sql string, args ...any) {
 // flush sends the queued statements and reads their results.
 func (p *txPipe) flush(ctx context.Context) error { return p.flushWith(ctx, nil) }
 
-// flushWith is flush that runs during, when not nil, while the server runs the statements.
+// flushWith is flush that runs during, when not nil, while the server runs the statements
+// (at once when none are queued). Statements during queues go in the next batch.
 func (p *txPipe) flushWith(ctx context.Context, during func()) error {
 	if p.b == nil || p.b.Len() == 0 {
+		if during != nil {
+			during()
+		}
 		return nil
 	}
 	b := p.b
