@@ -22,6 +22,16 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the command binary built for the run (27 MB a run in the temporary
+// directory otherwise).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // binary builds the backfill command once per test run.
 func binary(t testing.TB) string {
 	t.Helper()
