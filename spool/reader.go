@@ -88,6 +88,8 @@ type readerState struct {
 	stored, raw []byte
 }
 
+// readerStates holds the states closed readers left. A decoder of newDecoder's runs on its
+// caller's goroutine (concurrency 1), so one that the pool drops needs no Close.
 var readerStates sync.Pool
 
 // OpenSegment opens a sealed segment file for reading.
