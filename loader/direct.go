@@ -156,6 +156,7 @@ type target struct {
 	// byKey lists the creates in key order; when nil, keySorted says they are in key order.
 	byKey     []int32
 	keySorted bool
+	desc      bool              // copy gives the creates in descending key order
 	probe     string            // a query returning (ordinal from 1, key exists, pair exists) of the creates it is given whose keys exist
 	args      func([]int) []any // the probe's arguments for the creates of idx, in that order
 
@@ -330,11 +331,11 @@ func (t *target) queueSuspects(tp *txPipe) {
 func (t *target) unprobe() { t.probed, t.found = false, nil }
 
 // copy returns the target's COPY: the creates kept, in key order (byKey, or the creates' own
-// order when keySorted). The creates of a COPY are pairwise distinct on every key, so their
-// order changes nothing but where rows land: in key order, consecutive inserts meet the same
-// index pages (the uri starts with the author's did, so the author's and the pair's indexes
-// follow too), which costs the server fewer buffer reads, evictions and full-page writes than
-// inserts all over every index. The planner sorts, off the writer's path.
+// order when keySorted), descending when desc. The creates of a COPY are pairwise distinct on
+// every key, so their order changes nothing but where rows land: in key order, consecutive
+// inserts meet the same index pages (the uri starts with the author's did, so the author's and
+// the pair's indexes follow too), which costs the server fewer buffer reads, evictions and
+// full-page writes than inserts all over every index. The planner sorts, off the writer's path.
 func (t *target) copy() *directCopy {
 	keep := t.kept()
 	t.left = t.left[:0]
@@ -368,6 +369,9 @@ func (t *target) copy() *directCopy {
 			kj, _ := t.key(j)
 			return strings.Compare(ki, kj)
 		})
+	}
+	if t.desc {
+		slices.Reverse(keep)
 	}
 	return &directCopy{table: t.table, cols: t.cols, n: len(keep), row: func(i int, r *copyRow) { t.row(keep[i], r) }}
 }

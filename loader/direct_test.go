@@ -512,3 +512,45 @@ func TestKept(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyOrder checks the order of a target's COPY: the creates kept (not found by a probe,
+// not left out as doomed), in ascending key order, or descending when desc, however the target
+// knows its order (creates already sorted, a byKey list, or neither).
+func TestCopyOrder(t *testing.T) {
+	keys := []string{"at://did:plc:c/x/1", "at://did:plc:a/x/1", "at://did:plc:d/x/1", "at://did:plc:b/x/1", "at://did:plc:e/x/1"}
+	sorted := slices.Sorted(slices.Values(keys))
+	for _, how := range []string{"keySorted", "byKey", "unsorted"} {
+		for _, desc := range []bool{false, true} {
+			ks := keys
+			tgt := &target{n: len(ks), desc: desc}
+			switch how {
+			case "keySorted":
+				ks, tgt.keySorted = sorted, true
+			case "byKey":
+				for _, k := range sorted {
+					tgt.byKey = append(tgt.byKey, int32(slices.Index(ks, k)))
+				}
+			}
+			var wrote []string
+			tgt.key = func(i int) (string, pairKey) { return ks[i], pairKey{} }
+			tgt.row = func(i int, _ *copyRow) { wrote = append(wrote, ks[i]) }
+			// "at://did:plc:b/x/1" exists (a probe found it); "at://did:plc:d/x/1" is doomed.
+			tgt.found = map[int]exist{slices.Index(ks, "at://did:plc:b/x/1"): existKey}
+			tgt.doomed = func(i int) bool { return ks[i] == "at://did:plc:d/x/1" }
+			c := tgt.copy()
+			for i := range c.n {
+				c.row(i, &copyRow{})
+			}
+			want := []string{"at://did:plc:a/x/1", "at://did:plc:c/x/1", "at://did:plc:e/x/1"}
+			if desc {
+				slices.Reverse(want)
+			}
+			if !slices.Equal(wrote, want) {
+				t.Errorf("%s, desc %v: COPY wrote %v, want %v", how, desc, wrote, want)
+			}
+			if len(tgt.left) != 1 || ks[tgt.left[0]] != "at://did:plc:d/x/1" {
+				t.Errorf("%s, desc %v: left out %v, want the doomed create", how, desc, tgt.left)
+			}
+		}
+	}
+}
