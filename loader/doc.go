@@ -64,7 +64,7 @@
 // precede every create, each pair table's after a savepoint of its own that undoes them, and
 // the deletes after them, if that table's cut changes), then one query that COPYs the creates
 // of every table straight into it, each in its own savepoint (every other unit takes the tables
-// in reverse order), then one batch with the cursor, the high-water mark, the segments and
+// in reverse order, and each table's rows in descending key order), then one batch with the cursor, the high-water mark, the segments and
 // COMMIT: three round trips. The
 // planner cuts the phases beforehand; the writer cuts again only when a pre-existing pair can
 // change the cut. Which creates of a table (or phase) the COPY carries is sequential application
