@@ -59,14 +59,16 @@
 // next two, planned) and keeps the decoder and the writer overlapping. Smaller BatchSize values
 // trade speed for smaller transactions.
 //
-// Write path, per unit: one pipelined batch (BEGIN; settings; the profile and handle updates of
-// users that exist; accounts; the pre-existing pairs the phase cut needs; the deletes that
-// precede every create, each pair table's after a savepoint of its own that undoes them, and
-// the deletes after them, if that table's cut changes), then one query that COPYs the creates
-// of every table straight into it, each in its own savepoint (every other unit takes the tables
-// in reverse order, and each table's rows in descending key order), then one batch with the cursor, the high-water mark, the segments and
-// COMMIT: three round trips. The
-// planner cuts the phases beforehand; the writer cuts again only when a pre-existing pair can
+// Write path, per unit, in pipelined batches: BEGIN, settings, the profile and handle updates
+// of users that exist, and accounts; then the pending rows the unit meets, the pre-existing
+// pairs the phase cut needs, and the deletes that precede every create, each pair table's after
+// a savepoint of its own that undoes them (and the deletes after them, if that table's cut
+// changes); then the probes of the creates; then one query that COPYs the creates of every
+// table straight into it, each in its own savepoint (every other unit takes the tables in
+// reverse order, and each table's rows in descending key order); then one batch with the
+// cursor, the high-water mark, the segments and COMMIT. What the writer works out for a batch
+// (the pending rows met, the COPY targets) it works out while the server runs the one before.
+// The planner cuts the phases beforehand; the writer cuts again only when a pre-existing pair can
 // change the cut. Which creates of a table (or phase) the COPY carries is sequential application
 // worked out in memory: in pos order, a create is kept unless a kept one before it, or a row
 // known to exist, holds its uri or pair; the kept creates are pairwise distinct on every unique
@@ -74,7 +76,7 @@
 // application skips exactly the creates whose key exists: when one exists that the writer did
 // not know of, the COPY fails inside its savepoint, the existing keys are read, and a second
 // COPY writes the others (direct.go). Creates whose uri or pair an earlier unit of the run wrote
-// (a Bloom filter remembers them, seen.go) are probed in the first batch, so a load into empty
+// (a Bloom filter remembers them, seen.go) are probed before the COPY, so a load into empty
 // tables rarely fails a COPY. Users that may not exist are COPYed with their final handle and
 // profile. Staging (TEMP tables created once per connection, ON COMMIT DELETE ROWS) and INSERT
 // ... SELECT remain for tables with unique indexes beyond SCHEMA.md's or other column types, a
