@@ -94,7 +94,8 @@ func (d *Decoder) Decode(frame []byte) (*Event, error) {
 		if err = scanBody(&br, &h); err != nil {
 			break
 		}
-		ev.Seq, ev.Time, ev.DID = h.Seq, h.Time, h.DID
+		ev.Seq, ev.Time = h.Seq, h.Time
+		ev.DID, _ = cleanText(h.DID) // not checked: this package reads nothing else of the event
 		if h.Kind == KindError {
 			ev.Name = h.ErrorName
 		} else {

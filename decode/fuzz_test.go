@@ -231,15 +231,21 @@ func checkEvent(t *testing.T, ev *Event) {
 		if b == nil {
 			return
 		}
+		if !utf8.Valid(b) {
+			t.Errorf("%s %q is not UTF-8", what, b)
+		}
 		if jsonHoldsNUL(t, b) {
 			t.Errorf("%s %s holds a NUL", what, b)
 		}
 	}
+	storable("did", ev.DID)
 	if ev.Handle != nil {
 		storable("handle", *ev.Handle)
 	}
 	storable("status", ev.Status)
 	for _, op := range ev.Ops {
+		storable("op uri", op.URI)
+		storable("op cid", op.CID)
 		if op.Post != nil {
 			p := op.Post
 			for _, s := range []string{p.URI, p.CID, p.AuthorDID, p.Text, p.ParentURI, p.RootURI} {
@@ -251,14 +257,20 @@ func checkEvent(t *testing.T, ev *Event) {
 			if err := json.Unmarshal(p.Tags, &tags); err != nil {
 				t.Errorf("tags %s: %v", p.Tags, err)
 			}
+			storableJSON("tags", p.Tags)
 		}
-		if op.Like != nil {
-			storable("like", op.Like.PostURI)
+		if l := op.Like; l != nil {
+			for _, s := range []string{l.URI, l.UserDID, l.PostURI} {
+				storable("like", s)
+			}
 		}
-		if op.Follow != nil {
-			storable("follow", op.Follow.SubjectDID)
+		if f := op.Follow; f != nil {
+			for _, s := range []string{f.URI, f.ActorDID, f.SubjectDID} {
+				storable("follow", s)
+			}
 		}
 		if p := op.Profile; p != nil {
+			storable("profile did", p.DID)
 			for _, s := range []*string{p.DisplayName, p.Description, p.AvatarCID, p.BannerCID} {
 				if s != nil {
 					storable("profile", *s)

@@ -88,7 +88,11 @@ type Header struct {
 	InfoName  string    // for #info: the name field (OutdatedCursor, ...)
 }
 
-// Event is one decoded firehose event with the rows it produces.
+// Event is one decoded firehose event with the rows it produces. Every value a loader stores
+// is storable as it is: strings (the DID, handle, status, URIs, CIDs, the rows' text) are valid
+// UTF-8 without NUL bytes, and JSON documents (Embed, Facets, Tags, PinnedPost, Record) parse
+// and hold no NUL, escaped or not (PostgreSQL's jsonb rejects \u0000). The decoder cleans or
+// rejects what would break this, counted as problems; FuzzDecode checks it on every input.
 type Event struct {
 	Seq  int64
 	Time time.Time // the event's time (UTC); used for indexed_at and as fallback createdAt

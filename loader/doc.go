@@ -10,7 +10,6 @@
 //     column check and the varchar limits it reads.
 //   - run.go: Run: the spool listing (and following), the read/decode/plan stage with its
 //     decode workers, the writer, retries and reconnects.
-//   - sanitize.go: the last guard against values PostgreSQL cannot store.
 //   - plan.go: the in-memory application of a unit's events in seq order (filters, marks, users
 //     ensured, last-wins profiles, handles and accounts, posts collapsed by uri), and the
 //     statements' inputs.

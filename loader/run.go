@@ -146,9 +146,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 				slots <- struct{}{}
 				for i, f := range c.frames {
 					ev, err := dec.Decode(f)
-					if err == nil && ev != nil {
-						sanitize(ev)
-					} else if err == nil {
+					if err == nil && ev == nil {
 						err = errors.New("no event")
 					}
 					c.items[i].ev, c.items[i].err = ev, err

@@ -1,41 +1,11 @@
 package loader
 
 import (
-	"bytes"
-	"encoding/json"
 	"strings"
 	"testing"
 
-	"github.com/backfill/backfill/decode"
 	"github.com/backfill/backfill/spool"
 )
-
-func TestSanitize(t *testing.T) {
-	t.Parallel()
-	name := "Al\x00ice\xff"
-	ev := &decode.Event{
-		Kind: decode.KindCommit, DID: alice,
-		Ops: []decode.Op{
-			{Action: decode.ActionCreate, Collection: decode.CollectionPost, URI: "at://a/p/1", Post: &decode.PostRow{Text: "hi\x00", Tags: []byte(`["a\u0000b"]`), Embed: []byte(`{"x":"\\u0000 stays"}`)}},
-			{Action: decode.ActionCreate, Collection: decode.CollectionProfile, URI: "at://a/pr/self", Profile: &decode.ProfileRow{DisplayName: &name, Record: []byte(`{"bad": `)}},
-		},
-	}
-	sanitize(ev)
-	post := ev.Ops[0].Post
-	if post.Text != "hi" || string(post.Tags) != `["ab"]` || string(post.Embed) != `{"x":"\\u0000 stays"}` {
-		t.Errorf("post = %q %s %s", post.Text, post.Tags, post.Embed)
-	}
-	if ev.Ops[1].Profile != nil {
-		t.Errorf("a profile with invalid JSON kept its row")
-	}
-	var reasons []string
-	for _, p := range ev.Problems {
-		reasons = append(reasons, string(p.Reason))
-	}
-	if got, want := strings.Join(reasons, ","), "bad_record,cleaned_text"; got != want {
-		t.Errorf("problems = %s, want %s", got, want)
-	}
-}
 
 func TestGroupSegments(t *testing.T) {
 	t.Parallel()
@@ -96,50 +66,4 @@ func TestGroupSegments(t *testing.T) {
 			t.Errorf("after %d units: groups = %s, want %s", tc.cut, got, tc.want)
 		}
 	}
-}
-
-// FuzzCleanJSON checks that cleaned JSON keeps valid JSON valid and never holds a NUL.
-func FuzzCleanJSON(f *testing.F) {
-	f.Add([]byte(`{"a":"x\u0000y"}`))
-	f.Add([]byte(`["\\u0000", "\\\u0000"]`))
-	f.Add([]byte(`"\u0000`))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		b := bytes.Clone(in)
-		valid := json.Valid(in)
-		ok := cleanJSON(&b)
-		if valid && !ok {
-			t.Fatalf("valid JSON %q became invalid: %q", in, b)
-		}
-		if !ok {
-			return
-		}
-		var v any
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Fatalf("cleaned JSON %q does not parse: %v", b, err)
-		}
-		if hasNUL(v) {
-			t.Fatalf("cleaned JSON %q still holds a NUL", b)
-		}
-	})
-}
-
-// hasNUL reports whether a decoded JSON value holds a NUL in any string or key.
-func hasNUL(v any) bool {
-	switch v := v.(type) {
-	case string:
-		return strings.ContainsRune(v, 0)
-	case []any:
-		for _, e := range v {
-			if hasNUL(e) {
-				return true
-			}
-		}
-	case map[string]any:
-		for k, e := range v {
-			if strings.ContainsRune(k, 0) || hasNUL(e) {
-				return true
-			}
-		}
-	}
-	return false
 }
