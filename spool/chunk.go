@@ -29,6 +29,7 @@ type chunkReader struct {
 	src     payloadReader
 	hdr     [chunkHeaderSize]byte
 	stored  []byte
+	sum     uint32 // CRC32C of stored
 	raw     []byte
 	started bool  // dec has been reset onto src for this segment
 	lastOff int64 // offset of the last data chunk decoded
@@ -76,8 +77,9 @@ func (c *chunkReader) read(off, end int64) (h chunkHeader, st chunkStatus, reaso
 	if _, err := c.r.ReadAt(c.stored, off+chunkHeaderSize); err != nil {
 		return h, 0, "", fmt.Errorf("read chunk of %s at offset %d: %w", c.path, off, err)
 	}
-	if got := crc32c(c.stored); got != h.crc {
-		return h, chunkBadPayload, fmt.Sprintf("chunk checksum %08x, want %08x", got, h.crc), nil
+	c.sum = crc32c(c.stored)
+	if c.sum != h.crc {
+		return h, chunkBadPayload, fmt.Sprintf("chunk checksum %08x, want %08x", c.sum, h.crc), nil
 	}
 	return h, chunkOK, "", nil
 }
@@ -148,8 +150,7 @@ func (c *chunkReader) checkEnd(h chunkHeader, hdr segHeader, s segStats) string 
 
 // crcChunk returns the body checksum extended by the chunk just read.
 func (c *chunkReader) crcChunk(sum uint32) uint32 {
-	sum = crc32Update(sum, c.hdr[:])
-	return crc32Update(sum, c.stored)
+	return crc32Combine(crc32Update(sum, c.hdr[:]), c.sum, int64(len(c.stored)))
 }
 
 // findHeader reports whether a valid chunk header starts anywhere in [from, end). It tells a

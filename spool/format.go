@@ -417,3 +417,48 @@ func fromMicro(us int64) time.Time {
 }
 
 func crc32Update(sum uint32, b []byte) uint32 { return crc32.Update(sum, castagnoli, b) }
+
+// crc32Combine returns the CRC32C of a||b from crcA = crc32c(a), crcB = crc32c(b) and len(b),
+// without reading b again (zlib's crc32_combine, over the Castagnoli polynomial): a chunk's body
+// checksum extends the one before by the payload checksum already computed, instead of a second
+// pass over the payload.
+func crc32Combine(crcA, crcB uint32, lenB int64) uint32 {
+	return crcMulModP(crcXPow8N(lenB), crcA) ^ crcB
+}
+
+// crcX2N[k] is x^(2^k) modulo the Castagnoli polynomial, in the reflected bit order of the CRC.
+var crcX2N = func() (t [32]uint32) {
+	p := uint32(1) << 30 // x^1
+	for k := range t {
+		t[k] = p
+		p = crcMulModP(p, p)
+	}
+	return t
+}()
+
+// crcMulModP returns a(x)*b(x) modulo the polynomial, reflected (x^0 is the top bit).
+func crcMulModP(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; m != 0; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ crc32.Castagnoli
+		} else {
+			b >>= 1
+		}
+	}
+	return p
+}
+
+// crcXPow8N returns x^(8n) modulo the polynomial: n zero bytes' worth of shifting.
+func crcXPow8N(n int64) uint32 {
+	p := uint32(1) << 31 // x^0
+	for k := 3; n != 0; n, k = n>>1, k+1 {
+		if n&1 != 0 {
+			p = crcMulModP(crcX2N[k&31], p)
+		}
+	}
+	return p
+}

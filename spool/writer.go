@@ -346,15 +346,16 @@ func (w *Writer) Flush() error {
 	}
 	chunk := w.sink.b
 	payload := chunk[chunkHeaderSize:]
+	sum := crc32c(payload)
 	chunkHeader{
 		kind: kindData, stored: uint32(len(payload)), raw: uint32(w.pendRaw), count: w.pendCount,
-		first: w.pendFirst, last: w.pendLast, crc: crc32c(payload),
+		first: w.pendFirst, last: w.pendLast, crc: sum,
 	}.put(chunk)
 	if err := w.write(chunk); err != nil {
 		return err
 	}
 	w.st.chunks++
-	w.st.bodyCRC = crc32Update(w.st.bodyCRC, chunk)
+	w.st.bodyCRC = crc32Combine(crc32Update(w.st.bodyCRC, chunk[:chunkHeaderSize]), sum, int64(len(payload)))
 	w.chunks.Add(1)
 	w.sink.reset()
 	w.pendCount, w.pendRaw = 0, 0
