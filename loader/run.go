@@ -24,9 +24,6 @@ import (
 // pollInterval is how often Run lists the spool again while following a producer.
 const pollInterval = 500 * time.Millisecond
 
-// chunkFrames is how many frames one decode job holds.
-const chunkFrames = 256
-
 // segKey is a segment's identity in backfill_segments.
 type segKey struct {
 	relay       string
@@ -44,7 +41,7 @@ type job struct {
 	segs  []spool.SegmentInfo
 }
 
-// chunk is a slice of one unit's frames decoded by one worker.
+// chunk is the frames of one spool chunk (about 1 MiB of them), decoded by one worker.
 type chunk struct {
 	items  []item
 	frames [][]byte
@@ -52,9 +49,9 @@ type chunk struct {
 	wg     *sync.WaitGroup
 }
 
-// framePool recycles the buffers that hold a chunk's frames: decoded events do not refer to
-// their frame's bytes (TestDecodeDoesNotAliasFrame), and a fresh buffer per chunk had the
-// runtime zero about as many bytes as the spool holds.
+// framePool recycles the buffers that spool readers decompress chunks into, once their frames
+// are decoded: decoded events do not refer to their frame's bytes (TestDecodeDoesNotAliasFrame),
+// and a fresh buffer per chunk had the runtime zero about as many bytes as the spool holds.
 var framePool sync.Pool
 
 // Run loads every sealed segment of dir that is not loaded yet, in FirstSeq order. With a
@@ -490,37 +487,20 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk, 
 	defer release()
 	var all []*chunk
 	var wg sync.WaitGroup
-	var cur *chunk
-	var buf []byte
-	var offs []int
-	// A chunk's frames go into one buffer, sized from the chunks before it: grown by append
-	// instead, the buffer's discarded copies were the largest source of garbage of a load.
-	bufHint := 64 << 10
-	if s := j.segs[0]; s.Count > 0 {
-		// The first chunk's too, from the segment's mean frame size: grown by append, its
-		// copies were a sixth of the reader's CPU before the first unit.
-		bufHint = max(bufHint, int(s.RawBytes/s.Count)*chunkFrames*9/8)
-	}
-	flush := func() error {
-		if cur == nil {
-			return nil
-		}
-		bufHint = max(bufHint, len(buf)+len(buf)/4)
-		cur.frames = make([][]byte, 0, len(offs)-1)
-		for i := range offs[:len(offs)-1] {
-			cur.frames = append(cur.frames, buf[offs[i]:offs[i+1]:offs[i+1]])
-		}
-		*cur.buf = buf
+	var recs []spool.Record
+	// Each chunk of the segment goes to the decoders in the buffer the reader decompressed it
+	// into, which framePool then recycles: copied into buffers of the loader's own, frames
+	// cost a pass over every byte of the spool (2-3% of a load's CPU).
+	send := func(c *chunk) error {
 		release()
 		wg.Add(1)
 		select {
-		case chunks <- cur:
+		case chunks <- c:
 		case <-ctx.Done():
 			wg.Done()
 			return ctx.Err()
 		}
-		all = append(all, cur)
-		cur, buf, offs = nil, nil, nil
+		all = append(all, c)
 		return nil
 	}
 	for si, s := range j.segs {
@@ -533,45 +513,46 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk, 
 				r.Close()
 				return nil, err
 			}
-			rec, err := r.Next()
+			var buf []byte
+			if b, _ := framePool.Get().(*[]byte); b != nil {
+				buf = *b
+			}
+			var raw []byte
+			recs, raw, err = r.NextChunk(recs, buf)
 			if err == io.EOF {
+				if buf != nil {
+					framePool.Put(&buf)
+				}
 				break
 			}
 			if err != nil {
 				r.Close()
 				return nil, fmt.Errorf("read segment %s: %w", s.Name, err)
 			}
-			l.stats.Frames.Add(1)
-			l.stats.BytesRead.Add(int64(len(rec.Frame)))
-			rd.frames[si]++
-			if rec.Seq > 0 && rec.Seq <= m.seq {
-				rd.unread[si]++
+			c := &chunk{wg: &wg, items: make([]item, 0, len(recs)), frames: make([][]byte, 0, len(recs)), buf: &raw}
+			var bytes int64
+			for _, rec := range recs {
+				bytes += int64(len(rec.Frame))
+				if rec.Seq > 0 && rec.Seq <= m.seq {
+					rd.unread[si]++
+					continue
+				}
+				c.frames = append(c.frames, rec.Frame)
+				c.items = append(c.items, item{seq: rec.Seq, seg: si})
+			}
+			rd.frames[si] += int64(len(recs))
+			l.stats.Frames.Add(int64(len(recs)))
+			l.stats.BytesRead.Add(bytes)
+			if len(c.items) == 0 {
+				framePool.Put(c.buf)
 				continue
 			}
-			if cur == nil {
-				cur = &chunk{wg: &wg, items: make([]item, 0, chunkFrames)}
-				offs = make([]int, 1, chunkFrames+1)
-				cur.buf, _ = framePool.Get().(*[]byte)
-				if cur.buf == nil || cap(*cur.buf) < bufHint {
-					b := make([]byte, 0, bufHint)
-					cur.buf = &b
-				}
-				buf = (*cur.buf)[:0]
-			}
-			buf = append(buf, rec.Frame...)
-			offs = append(offs, len(buf))
-			cur.items = append(cur.items, item{seq: rec.Seq, seg: si})
-			if len(cur.items) == chunkFrames {
-				if err := flush(); err != nil {
-					r.Close()
-					return nil, err
-				}
+			if err := send(c); err != nil {
+				r.Close()
+				return nil, err
 			}
 		}
 		r.Close()
-	}
-	if err := flush(); err != nil {
-		return nil, err
 	}
 	release()
 	wg.Wait()

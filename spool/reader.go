@@ -57,7 +57,7 @@ func (i *SegmentInfo) setStats(h segHeader, s segStats) {
 type Record struct {
 	Seq   int64     // relay sequence number
 	Time  time.Time // event time (zero when unknown)
-	Frame []byte    // frame bytes, valid until the next call to Next
+	Frame []byte    // frame bytes: from Next, valid until the next call; from NextChunk, in the caller's buffer
 }
 
 // Reader reads the records of a sealed segment in seq order, decoding its chunks as one zstd
@@ -211,7 +211,12 @@ func (r *Reader) Next() (Record, error) {
 			return Record{}, err
 		}
 	}
-	// checkRecords has validated every record of the chunk, so no bounds can fail here.
+	return r.record(), nil
+}
+
+// record returns the next record of the chunk in cr.raw. checkRecords has validated every
+// record of the chunk, so no bounds can fail here.
+func (r *Reader) record() Record {
 	raw := r.cr.raw[r.pos:]
 	n := int(binary.LittleEndian.Uint32(raw))
 	rec := Record{
@@ -221,7 +226,37 @@ func (r *Reader) Next() (Record, error) {
 	}
 	r.pos += recordHeaderSize + n
 	r.left--
-	return rec, nil
+	return rec
+}
+
+var errMidChunk = errors.New("spool: NextChunk called within a chunk that Next has begun")
+
+// NextChunk returns the records of the next chunk, appended to recs[:0], and the buffer their
+// frames are in, which is the caller's from then on: the reader never writes to it again. The
+// chunk is decompressed into buf when it fits (a buffer the caller is done with, or nil), else
+// into a new one, so that a caller keeping the frames of many chunks copies none of them. After
+// the last chunk it returns io.EOF, once the contents have been checked against the trailer. It
+// may not be called while records of a chunk that Next began remain.
+func (r *Reader) NextChunk(recs []Record, buf []byte) ([]Record, []byte, error) {
+	recs = recs[:0]
+	if r.err == nil && r.left > 0 {
+		return recs, nil, errMidChunk
+	}
+	if r.err != nil {
+		return recs, nil, r.err
+	}
+	r.cr.raw = buf[:0]
+	if err := r.nextChunk(); err != nil {
+		r.cr.raw = nil
+		r.err = err
+		return recs, nil, err
+	}
+	for r.left > 0 {
+		recs = append(recs, r.record())
+	}
+	raw := r.cr.raw
+	r.cr.raw = nil
+	return recs, raw, nil
 }
 
 // nextChunk reads up to the next data chunk and decodes it; at the end of the body it checks the
