@@ -27,18 +27,22 @@ func FuzzReader(f *testing.F) {
 		r, err := newReader(bytes.NewReader(data), size, "fuzz.seg", dec)
 		if err == nil {
 			var n, prev int64
+			var recs []Record
+			var end error
 			for {
 				rec, err := r.Next()
 				if err == io.EOF {
 					if n != r.Info().Count {
 						t.Errorf("read %d records, trailer says %d", n, r.Info().Count)
 					}
+					end = err
 					break
 				}
 				if err != nil {
 					if !errors.Is(err, ErrCorrupt) {
 						t.Errorf("Next: %v, want ErrCorrupt", err)
 					}
+					end = err
 					break
 				}
 				if rec.Seq <= prev {
@@ -46,6 +50,31 @@ func FuzzReader(f *testing.F) {
 				}
 				prev = rec.Seq
 				n++
+				recs = append(recs, Record{rec.Seq, rec.Time, bytes.Clone(rec.Frame)})
+			}
+			// NextChunk reads the same records and ends the same way.
+			r, err := newReader(bytes.NewReader(data), size, "fuzz.seg", dec)
+			if err != nil {
+				t.Fatalf("second newReader: %v", err)
+			}
+			var got, chunk []Record
+			for {
+				chunk, _, err = r.NextChunk(chunk, nil)
+				if err != nil {
+					break
+				}
+				got = append(got, chunk...)
+			}
+			if err == nil || end == nil || err.Error() != end.Error() {
+				t.Errorf("NextChunk ends with %v, Next with %v", err, end)
+			}
+			if len(got) != len(recs) {
+				t.Fatalf("NextChunk read %d records, Next %d", len(got), len(recs))
+			}
+			for i := range got {
+				if got[i].Seq != recs[i].Seq || !got[i].Time.Equal(recs[i].Time) || !bytes.Equal(got[i].Frame, recs[i].Frame) {
+					t.Fatalf("record %d: NextChunk seq %d, Next seq %d", i, got[i].Seq, recs[i].Seq)
+				}
 			}
 		} else if !errors.Is(err, ErrCorrupt) {
 			t.Errorf("newReader: %v, want ErrCorrupt", err)
