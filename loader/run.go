@@ -530,9 +530,9 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk, 
 				return nil, fmt.Errorf("read segment %s: %w", s.Name, err)
 			}
 			c := &chunk{wg: &wg, items: make([]item, 0, len(recs)), frames: make([][]byte, 0, len(recs)), buf: &raw}
-			var bytes int64
+			var read int64
 			for _, rec := range recs {
-				bytes += int64(len(rec.Frame))
+				read += int64(len(rec.Frame))
 				if rec.Seq > 0 && rec.Seq <= m.seq {
 					rd.unread[si]++
 					continue
@@ -542,7 +542,7 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk, 
 			}
 			rd.frames[si] += int64(len(recs))
 			l.stats.Frames.Add(int64(len(recs)))
-			l.stats.BytesRead.Add(bytes)
+			l.stats.BytesRead.Add(read)
 			if len(c.items) == 0 {
 				framePool.Put(c.buf)
 				continue

@@ -150,7 +150,7 @@ func (c *chunkReader) checkEnd(h chunkHeader, hdr segHeader, s segStats) string 
 
 // crcChunk returns the body checksum extended by the chunk just read.
 func (c *chunkReader) crcChunk(sum uint32) uint32 {
-	return crc32Combine(crc32Update(sum, c.hdr[:]), c.sum, int64(len(c.stored)))
+	return extendBodyCRC(sum, c.hdr[:], c.sum, len(c.stored))
 }
 
 // findHeader reports whether a valid chunk header starts anywhere in [from, end). It tells a

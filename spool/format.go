@@ -418,6 +418,12 @@ func fromMicro(us int64) time.Time {
 
 func crc32Update(sum uint32, b []byte) uint32 { return crc32.Update(sum, castagnoli, b) }
 
+// extendBodyCRC returns the body checksum sum extended by a chunk: its header, then a payload of
+// n bytes whose own checksum is payloadSum, combined instead of read again.
+func extendBodyCRC(sum uint32, hdr []byte, payloadSum uint32, n int) uint32 {
+	return crc32Combine(crc32Update(sum, hdr), payloadSum, int64(n))
+}
+
 // crc32Combine returns the CRC32C of a||b from crcA = crc32c(a), crcB = crc32c(b) and len(b),
 // without reading b again (zlib's crc32_combine, over the Castagnoli polynomial): a chunk's body
 // checksum extends the one before by the payload checksum already computed, instead of a second

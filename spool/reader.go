@@ -239,11 +239,11 @@ var errMidChunk = errors.New("spool: NextChunk called within a chunk that Next h
 // may not be called while records of a chunk that Next began remain.
 func (r *Reader) NextChunk(recs []Record, buf []byte) ([]Record, []byte, error) {
 	recs = recs[:0]
-	if r.err == nil && r.left > 0 {
-		return recs, nil, errMidChunk
-	}
 	if r.err != nil {
 		return recs, nil, r.err
+	}
+	if r.left > 0 {
+		return recs, nil, errMidChunk
 	}
 	r.cr.raw = buf[:0]
 	if err := r.nextChunk(); err != nil {

@@ -355,7 +355,7 @@ func (w *Writer) Flush() error {
 		return err
 	}
 	w.st.chunks++
-	w.st.bodyCRC = crc32Combine(crc32Update(w.st.bodyCRC, chunk[:chunkHeaderSize]), sum, int64(len(payload)))
+	w.st.bodyCRC = extendBodyCRC(w.st.bodyCRC, chunk[:chunkHeaderSize], sum, len(payload))
 	w.chunks.Add(1)
 	w.sink.reset()
 	w.pendCount, w.pendRaw = 0, 0
