@@ -292,6 +292,7 @@ func (t *target) queueProbe(tp *txPipe, idx []int) {
 			idx[i] = i
 		}
 	}
+	idx = t.inKeyOrder(idx)
 	if t.found == nil {
 		t.found = map[int]exist{}
 	}
@@ -318,6 +319,27 @@ func (t *target) queueProbe(tp *txPipe, idx []int) {
 		}
 		return rows.Err()
 	})
+}
+
+// inKeyOrder returns idx in the creates' key order, so that the probe's lookups walk each
+// index the probe reads in its order (the uri starts with the author's did, which the pair
+// indexes start with too) instead of all over it. idx is left as it is when the
+// creates' key order is not known or is their pos order (keySorted).
+func (t *target) inKeyOrder(idx []int) []int {
+	if t.byKey == nil || len(idx) < 2 {
+		return idx
+	}
+	in := make([]bool, t.n)
+	for _, i := range idx {
+		in[i] = true
+	}
+	sorted := make([]int, 0, len(idx))
+	for _, i := range t.byKey {
+		if in[i] {
+			sorted = append(sorted, int(i))
+		}
+	}
+	return sorted
 }
 
 // queueSuspects queues the probe of the suspects, if any and not probed yet.

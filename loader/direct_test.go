@@ -554,3 +554,55 @@ func TestCopyOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeOrder checks a probe of a pair table's creates: the keys go to the server in key
+// order (byKey), whatever the order of the creates probed, and what the probe finds lands on
+// the right creates.
+func TestProbeOrder(t *testing.T) {
+	url := testDB(t)
+	c := dbConn(t, url)
+	if _, err := ensureSchema(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 7))
+	const n = 60
+	uris, as, bs := make([]string, n), make([]string, n), make([]string, n)
+	for i := range n {
+		did := fmt.Sprintf("did:plc:u%02d", rng.IntN(30))
+		uris[i] = fmt.Sprintf("at://%s/app.bsky.feed.like/%03d", did, i)
+		as[i], bs[i] = did, fmt.Sprintf("at://did:plc:p/app.bsky.feed.post/%03d", i)
+	}
+	// Existing rows: the uri of create 3, the pair of create 7 (under another uri), both of 11.
+	exec(t, c, `INSERT INTO likes (uri, user_did, post_uri, created_at, indexed_at) VALUES ($1, 'did:plc:x', 'at://x', now(), now()), ($2, $3, $4, now(), now()), ($5, $6, $7, now(), now())`,
+		uris[3], "at://did:plc:other/app.bsky.feed.like/1", as[7], bs[7], uris[11], as[11], bs[11])
+	byKey := make([]int32, n)
+	for i := range byKey {
+		byKey[i] = int32(i)
+	}
+	slices.SortFunc(byKey, func(x, y int32) int { return strings.Compare(uris[x], uris[y]) })
+	var sent []string
+	tgt := &target{n: n, pairs: true, byKey: byKey, table: "likes", probe: probePairs("likes", pairColumns[0]),
+		args: func(idx []int) []any {
+			u, a, b := make([]string, len(idx)), make([]string, len(idx)), make([]string, len(idx))
+			for j, i := range idx {
+				u[j], a[j], b[j] = uris[i], as[i], bs[i]
+			}
+			sent = u
+			return []any{u, a, b}
+		}}
+	idx := rng.Perm(n)[:40]
+	idx = append(idx, 3, 7, 11)
+	tp := newTxPipe(c)
+	tgt.queueProbe(tp, idx)
+	if err := tp.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSortedFunc(sent, strings.Compare) || len(sent) != len(slices.Compact(slices.Sorted(slices.Values(idx)))) {
+		t.Errorf("probe sent %d uris, sorted %v; want the %d creates in key order", len(sent), slices.IsSortedFunc(sent, strings.Compare), len(idx))
+	}
+	want := map[int]exist{3: existKey, 7: existPair, 11: existKey | existPair}
+	if !reflect.DeepEqual(tgt.found, want) {
+		t.Errorf("probe found %v, want %v", tgt.found, want)
+	}
+	tp.rollback(context.Background())
+}
