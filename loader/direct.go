@@ -323,21 +323,30 @@ func (t *target) queueProbe(tp *txPipe, idx []int) {
 
 // inKeyOrder returns idx in the creates' key order, so that the probe's lookups walk each
 // index the probe reads in its order (the uri starts with the author's did, which the pair
-// indexes start with too) instead of all over it. idx is left as it is when the
-// creates' key order is not known or is their pos order (keySorted).
+// indexes start with too) instead of all over it; a create listed twice is probed once. idx is
+// left as it is when the creates' key order is not known, is their pos order (keySorted), or
+// byKey does not list them all.
 func (t *target) inKeyOrder(idx []int) []int {
 	if t.byKey == nil || len(idx) < 2 {
 		return idx
 	}
 	in := make([]bool, t.n)
+	distinct := 0
 	for _, i := range idx {
-		in[i] = true
+		if !in[i] {
+			in[i] = true
+			distinct++
+		}
 	}
-	sorted := make([]int, 0, len(idx))
+	sorted := make([]int, 0, distinct)
 	for _, i := range t.byKey {
 		if in[i] {
+			in[i] = false
 			sorted = append(sorted, int(i))
 		}
+	}
+	if len(sorted) != distinct {
+		return idx // byKey does not list every create: the probe must still see them all
 	}
 	return sorted
 }

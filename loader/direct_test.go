@@ -605,4 +605,13 @@ func TestProbeOrder(t *testing.T) {
 		t.Errorf("probe found %v, want %v", tgt.found, want)
 	}
 	tp.rollback(context.Background())
+
+	// A byKey that misses a create leaves the probe's order alone rather than the create out.
+	part := &target{n: 4, byKey: []int32{2, 0, 1}}
+	if got := part.inKeyOrder([]int{3, 1, 2}); !slices.Equal(got, []int{3, 1, 2}) {
+		t.Errorf("inKeyOrder with a partial byKey gave %v, want [3 1 2]", got)
+	}
+	if got := part.inKeyOrder([]int{1, 2, 0}); !slices.Equal(got, []int{2, 0, 1}) {
+		t.Errorf("inKeyOrder gave %v, want [2 0 1]", got)
+	}
 }
