@@ -321,11 +321,11 @@ func (t *target) queueProbe(tp *txPipe, idx []int) {
 	})
 }
 
-// inKeyOrder returns idx in the creates' key order, so that the probe's lookups walk each
-// index the probe reads in its order (the uri starts with the author's did, which the pair
-// indexes start with too) instead of all over it; a create listed twice is probed once. idx is
-// left as it is when the creates' key order is not known, is their pos order (keySorted), or
-// byKey does not list them all.
+// inKeyOrder returns the creates of idx in key order (byKey), for a probe or a COPY that walks
+// each index in its order (the uri starts with the author's did, which the pair indexes start
+// with too) instead of all over it; a create listed twice comes once. idx is left as it is when
+// the creates' key order is not known, is their pos order (keySorted), or byKey does not list
+// them all.
 func (t *target) inKeyOrder(idx []int) []int {
 	if t.byKey == nil || len(idx) < 2 {
 		return idx
@@ -384,16 +384,7 @@ func (t *target) copy() *directCopy {
 	}
 	switch {
 	case t.byKey != nil:
-		kept := make([]bool, t.n)
-		for _, i := range keep {
-			kept[i] = true
-		}
-		keep = keep[:0]
-		for _, i := range t.byKey {
-			if kept[i] {
-				keep = append(keep, int(i))
-			}
-		}
+		keep = t.inKeyOrder(keep)
 	case !t.keySorted:
 		slices.SortFunc(keep, func(i, j int) int {
 			ki, _ := t.key(i)
