@@ -101,23 +101,33 @@ func newCopySource(n int, row func(i int, r *copyRow)) *copySource {
 	return s
 }
 
-// Read implements io.Reader.
+// Read implements io.Reader. It fills p unless the rows run out: each Read becomes one CopyData
+// message and one write, and a Read that returned only what one encoded chunk left over (the
+// part of its last row that did not fit) sent every chunk as a full message and a runt of a few
+// dozen bytes, twice the messages and writes.
 func (s *copySource) Read(p []byte) (int, error) {
-	if s.off == len(s.buf.b) {
-		if s.done {
-			return 0, io.EOF
+	n := 0
+	for n < len(p) {
+		if s.off == len(s.buf.b) {
+			if s.done {
+				break
+			}
+			s.buf.b, s.off = s.buf.b[:0], 0
+			for s.i < s.n && len(s.buf.b) < copyChunk {
+				s.row(s.i, &s.buf)
+				s.i++
+			}
+			if s.i == s.n {
+				s.buf.b = binary.BigEndian.AppendUint16(s.buf.b, math.MaxUint16) // trailer: -1
+				s.done = true
+			}
 		}
-		s.buf.b, s.off = s.buf.b[:0], 0
-		for s.i < s.n && len(s.buf.b) < copyChunk {
-			s.row(s.i, &s.buf)
-			s.i++
-		}
-		if s.i == s.n {
-			s.buf.b = binary.BigEndian.AppendUint16(s.buf.b, math.MaxUint16) // trailer: -1
-			s.done = true
-		}
+		c := copy(p[n:], s.buf.b[s.off:])
+		s.off += c
+		n += c
 	}
-	n := copy(p, s.buf.b[s.off:])
-	s.off += n
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
 	return n, nil
 }
