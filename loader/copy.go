@@ -101,10 +101,9 @@ func newCopySource(n int, row func(i int, r *copyRow)) *copySource {
 	return s
 }
 
-// Read implements io.Reader. It fills p unless the rows run out: each Read becomes one CopyData
-// message and one write, and a Read that returned only what one encoded chunk left over (the
-// part of its last row that did not fit) sent every chunk as a full message and a runt of a few
-// dozen bytes, twice the messages and writes.
+// Read implements io.Reader. It fills p unless the rows run out, carrying what an encoded chunk
+// has left past p into the next Read: each Read is one CopyData message and one write, and a
+// short one would cost a message and a write of its own.
 func (s *copySource) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
