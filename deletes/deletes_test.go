@@ -2,11 +2,13 @@ package deletes
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,9 +22,20 @@ import (
 )
 
 func TestKey(t *testing.T) {
-	got := Key("at://did:plc:ewvi7nxzyoun6zhxrhs64oiz/app.bsky.feed.post/3l3qo2vutsw2b")
+	uri := "at://did:plc:ewvi7nxzyoun6zhxrhs64oiz/app.bsky.feed.post/3l3qo2vutsw2b"
+	got := Key(uri)
 	if want := "eae723e71eedb54e3418402ca9be78bc"; hex.EncodeToString(got[:]) != want {
 		t.Errorf("Key = %x, want %s", got, want)
+	}
+	// The first 16 bytes of the SHA-256 on both sides of Key's stack buffer.
+	for _, u := range []string{"", strings.Repeat("x", 511), strings.Repeat("x", 512), strings.Repeat("x", 513), strings.Repeat(uri, 40)} {
+		sum := sha256.Sum256([]byte(u))
+		if got := Key(u); got != [16]byte(sum[:16]) {
+			t.Errorf("Key of a %d-byte uri = %x, want %x", len(u), got, sum[:16])
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { Key(uri) }); n != 0 {
+		t.Errorf("Key allocates %v times", n)
 	}
 }
 

@@ -35,9 +35,18 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrCorrupt marks a sidecar that does not parse, fails its checksum or names another segment.
 var ErrCorrupt = errors.New("deletes: corrupt index")
 
-// Key returns the index key of an at:// URI: the first 16 bytes of its SHA-256.
+// Key returns the index key of an at:// URI: the first 16 bytes of its SHA-256. A load calls
+// it for every create it plans: a URI that fits the stack buffer (any real one does) costs no
+// allocation, where converting it to a []byte would allocate every URI over 32 bytes.
 func Key(uri string) [16]byte {
-	sum := sha256.Sum256([]byte(uri))
+	var buf [512]byte
+	b := buf[:0]
+	if len(uri) <= len(buf) {
+		b = append(b, uri...)
+	} else {
+		b = []byte(uri)
+	}
+	sum := sha256.Sum256(b)
 	return [16]byte(sum[:16])
 }
 
