@@ -179,7 +179,10 @@ func benchSpool(b *testing.B, n int) string {
 	os.RemoveAll(dir)
 	t0 := time.Now()
 	const batch = 100_000
-	r, err := relaytest.New(relaytest.Config{Seed: 42, Users: 5000, Events: min(n, batch), Interval: time.Millisecond})
+	// A fixed start time makes the frames the same bytes wherever the spool is generated (the
+	// relay's default starts from the clock), so that every machine loads the same spool.
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r, err := relaytest.New(relaytest.Config{Seed: 42, Users: 5000, Events: min(n, batch), Interval: time.Millisecond, StartTime: start})
 	if err != nil {
 		b.Fatal(err)
 	}
