@@ -28,7 +28,8 @@ func TestCopySourceFillsReads(t *testing.T) {
 		}
 		want = binary.BigEndian.AppendUint16(r.b, math.MaxUint16)
 
-		// 65531 is what pgconn's CopyFrom reads into, copyChunk what multiCopy does.
+		// copyChunk-5 (65,531 bytes) is what pgconn's CopyFrom reads into, copyChunk what
+		// multiCopy does.
 		for _, size := range []int{1, 7, 1000, copyChunk - 5, copyChunk, 3 * copyChunk} {
 			src := newCopySource(n, rowOf)
 			p := make([]byte, size)
