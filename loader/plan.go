@@ -538,7 +538,7 @@ func (p *planner) op(u *unitPlan, c *counts, ev *decode.Event, op *decode.Op, t 
 		ps := &profileSet{did: ev.DID, uri: op.URI, description: r.Description, avatar: r.AvatarCID, banner: r.BannerCID, pinned: r.PinnedPost, record: r.Record}
 		if r.DisplayName != nil {
 			dn := *r.DisplayName
-			if n, ok := p.lim["users.display_name"]; ok && !p.lim.fits("users", "display_name", dn) {
+			if n, ok := p.lim.limit("users", "display_name"); ok && !p.lim.fits("users", "display_name", dn) {
 				dn = truncateRunes(dn, n)
 				p.skip(c, ev.Seq, ReasonTruncated, op.URI, "users.display_name")
 			}

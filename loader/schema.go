@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -287,12 +288,34 @@ var knownKeys = map[string][][]string{
 	"blocks":  {{"uri"}, {"blocker_did", "blocked_did"}},
 }
 
-// limits holds the character limits of varchar columns, by "table.column"; absent means none.
-type limits map[string]int
+// limits holds the character limits of varchar columns. The zero value has none.
+type limits struct {
+	by  map[string]int // by "table.column"; absent means none
+	min int            // the smallest of them: a string of at most min bytes fits every column
+}
 
-// fits reports whether s fits the column's character limit.
+func newLimits(by map[string]int) limits {
+	l := limits{by: by, min: math.MaxInt}
+	for _, n := range by {
+		l.min = min(l.min, n)
+	}
+	return l
+}
+
+// limit returns the column's character limit, if it has one.
+func (l limits) limit(table, column string) (int, bool) {
+	n, ok := l.by[table+"."+column]
+	return n, ok
+}
+
+// fits reports whether s fits the column's character limit. The planner asks it for every
+// uri, DID and handle it writes, almost all of them far shorter than any limit: those are
+// answered without building the key and looking it up (2% of a load's CPU).
 func (l limits) fits(table, column, s string) bool {
-	n, ok := l[table+"."+column]
+	if len(s) <= l.min {
+		return true
+	}
+	n, ok := l.limit(table, column)
 	if !ok || len(s) <= n {
 		return true
 	}
@@ -400,16 +423,16 @@ SELECT table_name::text, column_name::text, character_maximum_length
 FROM information_schema.columns
 WHERE table_schema = current_schema() AND table_name = ANY($1)`, tables)
 	if err != nil {
-		return nil, fmt.Errorf("list columns: %w", err)
+		return limits{}, fmt.Errorf("list columns: %w", err)
 	}
 	found := map[string]bool{}
-	lim := limits{}
+	lim := map[string]int{}
 	for rows.Next() {
 		var table, column string
 		var maxLen *int32
 		if err := rows.Scan(&table, &column, &maxLen); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("list columns: %w", err)
+			return limits{}, fmt.Errorf("list columns: %w", err)
 		}
 		found[table+"."+column] = true
 		if maxLen != nil {
@@ -417,14 +440,14 @@ WHERE table_schema = current_schema() AND table_name = ANY($1)`, tables)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list columns: %w", err)
+		return limits{}, fmt.Errorf("list columns: %w", err)
 	}
 	for _, table := range tables {
 		for _, column := range writtenColumns[table] {
 			if !found[table+"."+column] {
-				return nil, fmt.Errorf("%w: table %s has no column %s", ErrSchema, table, column)
+				return limits{}, fmt.Errorf("%w: table %s has no column %s", ErrSchema, table, column)
 			}
 		}
 	}
-	return lim, nil
+	return newLimits(lim), nil
 }
