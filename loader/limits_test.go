@@ -43,7 +43,8 @@ func TestLimitsFits(t *testing.T) {
 
 // TestColumnLimits loads identifiers longer than SCHEMA.md's varchar columns allow (skipped and
 // counted as too_long) and a display name longer than its column (cut to it and counted as
-// truncated), beside values exactly at the limits, which are written as they are.
+// truncated, with profile_record keeping the whole record), beside values exactly at the limits,
+// which are written as they are.
 func TestColumnLimits(t *testing.T) {
 	t.Parallel()
 	longDID := "did:plc:" + strings.Repeat("x", 300) // 308 bytes: follows.following_did is varchar(255)

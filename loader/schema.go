@@ -310,7 +310,7 @@ func (l limits) limit(table, column string) (int, bool) {
 
 // fits reports whether s fits the column's character limit. The planner asks it for every
 // uri, DID and handle it writes, almost all of them far shorter than any limit: those are
-// answered without building the key and looking it up (2% of a load's CPU).
+// answered without building the key and looking it up (2% of the loader's CPU).
 func (l limits) fits(table, column, s string) bool {
 	if len(s) <= l.min {
 		return true
