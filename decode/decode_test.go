@@ -643,11 +643,47 @@ func TestDecodeProblems(t *testing.T) {
 			},
 		},
 		{
+			// indigo decodes the post (its union keeps an unknown member as raw CBOR), but no
+			// JSON holds a float: the post is kept, its embed NULL.
 			name: "embed of an unknown type that is not atproto data",
+			row:  true,
 			op: func(t *testing.T) testOp {
 				return createRaw(postPath, rawRecord(t, map[string]any{
 					"$type": nsidPost, "text": "hi", "createdAt": testCreatedStr,
-					"embed": map[string]any{"$type": "app.bsky.embed.hologram", "depth": 1.5},
+					"embed":  map[string]any{"$type": "app.bsky.embed.hologram", "depth": 1.5},
+					"facets": []any{map[string]any{"index": map[string]any{"byteStart": int64(0), "byteEnd": int64(2)}, "features": []any{map[string]any{"$type": "app.bsky.richtext.facet#tag", "tag": "kept"}}}},
+				}))
+			},
+			want: []Problem{{Reason: ReasonDroppedField, Subject: postURI}},
+			check: func(t *testing.T, op Op, ev *Event) {
+				if op.Post == nil || op.Post.Embed != nil || op.Post.Text != "hi" || !bytes.Contains(op.Post.Facets, []byte(`"tag":"kept"`)) {
+					t.Errorf("post %s: want text and facets kept, embed NULL", dumpOp(op))
+				}
+			},
+		},
+		{
+			name: "facet feature of an unknown type that is not atproto data",
+			row:  true,
+			op: func(t *testing.T) testOp {
+				return createRaw(postPath, rawRecord(t, map[string]any{
+					"$type": nsidPost, "text": "hi", "createdAt": testCreatedStr,
+					"embed":  map[string]any{"$type": "app.bsky.embed.hologram", "depth": int64(3)},
+					"facets": []any{map[string]any{"index": map[string]any{"byteStart": int64(0), "byteEnd": int64(2)}, "features": []any{map[string]any{"$type": "com.example.facet#score", "v": 0.5}}}},
+				}))
+			},
+			want: []Problem{{Reason: ReasonDroppedField, Subject: postURI}},
+			check: func(t *testing.T, op Op, ev *Event) {
+				if op.Post == nil || op.Post.Facets != nil || string(op.Post.Embed) != `{"$type":"app.bsky.embed.hologram","depth":3}` {
+					t.Errorf("post %s: want the embed kept, facets NULL", dumpOp(op))
+				}
+			},
+		},
+		{
+			name: "embed whose typed form indigo rejects",
+			op: func(t *testing.T) testOp {
+				return createRaw(postPath, rawRecord(t, map[string]any{
+					"$type": nsidPost, "text": "hi", "createdAt": testCreatedStr,
+					"embed": map[string]any{"$type": "app.bsky.embed.external", "external": int64(1), "x": 1.5},
 				}))
 			},
 			want: []Problem{{Reason: ReasonBadRecord, Subject: postURI}},
@@ -720,6 +756,24 @@ func TestDecodeProblems(t *testing.T) {
 				}
 				if want := `{"$type":"app.bsky.actor.profile","description":"bad � byte","displayName":"Gopher","futureField":{"deep":["xy"]}}`; string(p.Record) != want {
 					t.Errorf("record = %s, want %s", p.Record, want)
+				}
+			},
+		},
+		{
+			// indigo's struct ignores the field; profile_record, which would hold it, is NULL
+			// and the columns are set (an update must not clear them).
+			name: "profile with a field that is not atproto data",
+			op: func(t *testing.T) testOp {
+				return createRaw(nsidProfile+"/self", rawRecord(t, map[string]any{
+					"$type": nsidProfile, "displayName": "Gopher", "description": "digs", "score": 0.5,
+				}))
+			},
+			row:  true,
+			want: []Problem{{Reason: ReasonDroppedField, Subject: "at://" + testDID + "/" + nsidProfile + "/self"}},
+			check: func(t *testing.T, op Op, ev *Event) {
+				p := op.Profile
+				if p == nil || p.DisplayName == nil || *p.DisplayName != "Gopher" || p.Description == nil || *p.Description != "digs" || p.Record != nil {
+					t.Errorf("profile %s: want the columns set, profile_record NULL", dumpOp(op))
 				}
 			},
 		},

@@ -25,7 +25,10 @@
 // profile records still go through indigo's cbor-gen types, which cost little there. Embed,
 // facets and profile JSON are transcoded straight from the record's CBOR (json.go), byte for
 // byte what json.Marshal gives for indigo's types and for atdata's generic decoding; where the
-// transcoder rejects an embed or facets, the typed and then generic JSON of before are used.
+// transcoder rejects an embed or facets, the typed and then generic JSON of before are used;
+// where none of them has JSON for it (data outside the atproto data model that indigo's types
+// ignore), the field is NULL and the record kept (ReasonDroppedField), as is a profile whose
+// record has no JSON (profile_record NULL, the other columns set).
 //
 // Concurrency: PeekHeader is safe for concurrent use. A Decoder reuses buffers between calls
 // and is not: use one per worker. Events share no memory with the Decoder or the frame, so
@@ -34,8 +37,8 @@
 // Ops and rows: every op of a commit yields one Op, in order. An op with a problem (bad path,
 // bad action, other collection, filtered collection, missing block, bad record, bad subject)
 // has no row; a delete never has one. A row survives a bad createdAt (the event time stands in,
-// ReasonBadTime), a bad reply URI (left empty, ReasonBadURI) and cleaned text
-// (ReasonCleanedText, at most one per op). A filtered op keeps its Collection, deletes too: a
+// ReasonBadTime), a bad reply URI (left empty, ReasonBadURI), cleaned text
+// (ReasonCleanedText, at most one per op) and a field without JSON (NULL, ReasonDroppedField). A filtered op keeps its Collection, deletes too: a
 // loader must not apply deletes of collections it filters. An op whose path is bad has
 // Collection Other and no URI; one whose action is bad has Action 0. A profile op whose rkey
 // is not "self" has Collection Other. An event whose DID does not parse has a ReasonBadDID

@@ -114,6 +114,9 @@ func (d *Decoder) decodePost(ev *Event, op *Op, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("embed: %w", err)
 		}
+		if b == nil {
+			dropField(ev, op, "embed")
+		}
 		row.Embed = b
 	}
 	if p.facets != nil {
@@ -121,6 +124,9 @@ func (d *Decoder) decodePost(ev *Event, op *Op, data []byte) error {
 		b, err := d.fieldJSON(&t, facets, func() (any, error) { return d.typedFacets(facets) }, &generic, data, "facets")
 		if err != nil {
 			return fmt.Errorf("facets: %w", err)
+		}
+		if b == nil {
+			dropField(ev, op, "facets")
 		}
 		row.Facets = b
 	}
@@ -151,7 +157,10 @@ func replyURI(ev *Event, op *Op, present bool, uri []byte, which string) string 
 // that fields and union members indigo's types do not know are kept. Where the transcoder
 // rejects it (data outside the atproto data model in a part that indigo's decoding of the
 // field ignores), it falls back to the JSON of the field as typed returns it decoded by
-// indigo, and then to the field of the record decoded generically.
+// indigo, and then to the field of the record decoded generically. It fails only when typed
+// does, that is when indigo rejects the record; a field that decodes but has no JSON by any of
+// the three (a union member indigo does not know, holding a float) gives nil: the caller
+// stores NULL and keeps the record (dropField).
 func (d *Decoder) fieldJSON(t *opText, raw []byte, typed func() (any, error), generic *map[string]any, data []byte, field string) ([]byte, error) {
 	if b, cleaned, err := d.jsonw.transcode(raw); err == nil {
 		t.cleaned = t.cleaned || cleaned
@@ -161,12 +170,20 @@ func (d *Decoder) fieldJSON(t *opText, raw []byte, typed func() (any, error), ge
 	if err != nil {
 		return nil, err
 	}
-	b, err := t.marshal(v)
-	if err != nil {
-		// A union member indigo does not know: keep it as the record has it.
-		b, err = genericField(t, generic, data, field)
+	if b, err := t.marshal(v); err == nil {
+		return b, nil
 	}
-	return b, err
+	// A union member indigo does not know: keep it as the record has it.
+	if b, err := genericField(t, generic, data, field); err == nil {
+		return b, nil
+	}
+	return nil, nil
+}
+
+// dropField adds the ReasonDroppedField problem of a field of op's record that has no JSON
+// and is stored as NULL.
+func dropField(ev *Event, op *Op, field string) {
+	addProblem(ev, ReasonDroppedField, op.URI, field+": outside the atproto data model, stored as NULL")
 }
 
 // genericField returns the JSON of one field of the record, decoded generically (once, into
@@ -293,10 +310,13 @@ func (d *Decoder) decodeProfile(ev *Event, op *Op, data []byte) error {
 	if err := checkType(op, p.LexiconTypeID); err != nil {
 		return err
 	}
-	// The whole record, fields indigo's struct does not know included.
+	// The whole record, fields indigo's struct does not know included. Where it has none (data
+	// outside the atproto data model that indigo's struct ignores), profile_record is NULL and
+	// the profile's columns are set: dropping the record would clear them on an update.
 	record, cleaned, err := d.jsonw.recordJSON(data)
 	if err != nil {
-		return err
+		record, cleaned = nil, false
+		dropField(ev, op, "profile_record")
 	}
 	t := opText{cleaned: cleaned}
 	row := &ProfileRow{

@@ -191,6 +191,7 @@ const (
 	ReasonUnknownType     Reason = "unknown_type"     // an event type this tool does not know
 	ReasonOtherCollection Reason = "other_collection" // a collection load does not write
 	ReasonFiltered        Reason = "filtered"         // excluded by --collections
+	ReasonDroppedField    Reason = "dropped_field"    // a field without JSON stored as NULL, the record kept (repaired)
 )
 
 // Problem is one counted decode outcome, with the uri (or DID) it concerns for debug logs.

@@ -46,10 +46,11 @@ const (
 
 // repairedReasons are outcomes where the input was kept after a fix; every other reason is a skip.
 var repairedReasons = map[decode.Reason]bool{
-	decode.ReasonCleanedText: true,
-	decode.ReasonBadTime:     true,
-	ReasonTimeFallback:       true,
-	ReasonTruncated:          true,
+	decode.ReasonCleanedText:  true,
+	decode.ReasonBadTime:      true,
+	decode.ReasonDroppedField: true,
+	ReasonTimeFallback:        true,
+	ReasonTruncated:           true,
 }
 
 // IsRepair reports whether r names input that was kept after a fix rather than skipped.
