@@ -90,16 +90,27 @@ func messageType(t []byte) (string, Kind) {
 }
 
 // scanBody reads the body map, keeping seq, time, repo/did and, by kind, error, name and
-// message, and skipping every other value (blocks, ops) unread.
+// message, and skipping every other value (blocks, ops) unread. The bodies of error frames and
+// of types this package does not know have no schema here: a field of another type than the
+// known types' (a seq that is not an integer, a time or message that is not text) is skipped
+// as absent, so that such a frame is still stored and counted, and an error frame still read
+// by its name. The known types' fields must have their types, as indigo's decoders require.
 func scanBody(r *cborReader, h *Header) error {
 	n, err := r.mapLen()
 	if err != nil {
 		return err
 	}
+	lenient := h.Kind == KindUnknown || h.Kind == KindError
 	for range n {
 		key, err := r.text()
 		if err != nil {
 			return err
+		}
+		if lenient && !r.fits(key) {
+			if err := r.skip(); err != nil {
+				return err
+			}
+			continue
 		}
 		var dst *string // the string field this key fills, if any
 		switch string(key) {
@@ -148,4 +159,20 @@ func scanBody(r *cborReader, h *Header) error {
 		}
 	}
 	return nil
+}
+
+// fits reports whether the value at the reader's offset has the type scanBody reads for key:
+// an integer for seq, text or null for the string fields, anything for the others.
+func (r *cborReader) fits(key []byte) bool {
+	if r.off >= len(r.b) {
+		return true // the read fails as it should
+	}
+	b := r.b[r.off]
+	switch string(key) {
+	case "seq":
+		return b>>5 == majUint || b>>5 == majNeg
+	case "time", "repo", "did", "error", "message", "name":
+		return b>>5 == majText || b == cborNull
+	}
+	return true
 }

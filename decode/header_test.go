@@ -5,6 +5,7 @@ import (
 	"time"
 
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
+	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/events"
 )
 
@@ -68,6 +69,22 @@ func TestPeekHeader(t *testing.T) {
 			want:  Header{Op: 1, Type: "#sync", Kind: KindSync, Seq: 11, HasSeq: true, Time: testTime, DID: testDID},
 		},
 		{
+			// Bodies without a schema here: fields of unexpected types are skipped as absent.
+			name:  "unknown type with fields of other types",
+			frame: bodyFrame(t, 1, "#labels", map[string]any{"seq": int64(13), "time": int64(1710000000), "did": map[string]any{"x": int64(1)}, "labels": []any{"a"}}),
+			want:  Header{Op: 1, Type: "#labels", Kind: KindUnknown, Seq: 13, HasSeq: true},
+		},
+		{
+			name:  "unknown type with a seq that is not an integer",
+			frame: bodyFrame(t, 1, "#labels", map[string]any{"seq": "14", "time": "2025-03-14T15:09:26.535Z"}),
+			want:  Header{Op: 1, Type: "#labels", Kind: KindUnknown, Time: testTime},
+		},
+		{
+			name:  "error with a message that is not text",
+			frame: bodyFrame(t, -1, "", map[string]any{"error": "FutureCursor", "message": int64(42)}),
+			want:  Header{Op: -1, Kind: KindError, ErrorName: "FutureCursor"},
+		},
+		{
 			name:  "lenient time",
 			frame: frameOf(t, &events.XRPCStreamEvent{RepoSync: &comatproto.SyncSubscribeRepos_Sync{Did: testDID, Seq: 12, Time: "2025-03-14T15:09:26.535+0000"}}),
 			want:  Header{Op: 1, Type: "#sync", Kind: KindSync, Seq: 12, HasSeq: true, Time: testTime, DID: testDID},
@@ -94,6 +111,42 @@ func TestPeekHeader(t *testing.T) {
 				t.Errorf("Decode: kind %v seq %d time %v did %q; PeekHeader %+v", ev.Kind, ev.Seq, ev.Time, ev.DID, got)
 			}
 		})
+	}
+}
+
+// bodyFrame returns a frame of header {op, t} (t left out when empty) and the body m.
+func bodyFrame(t *testing.T, op int64, typ string, m map[string]any) []byte {
+	t.Helper()
+	hdr := map[string]any{"op": op}
+	if typ != "" {
+		hdr["t"] = typ
+	}
+	var out []byte
+	for _, v := range []map[string]any{hdr, m} {
+		b, err := atdata.MarshalCBOR(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+// TestPeekHeaderKnownFieldTypes checks that the known types' fields keep their types: a frame
+// whose field indigo's decoder would refuse fails here too.
+func TestPeekHeaderKnownFieldTypes(t *testing.T) {
+	for _, body := range []map[string]any{
+		{"did": testDID, "seq": int64(1), "time": int64(1710000000), "rev": "x", "blocks": []byte{1}},
+		{"did": testDID, "seq": "1", "time": "2025-03-14T15:09:26.535Z", "rev": "x", "blocks": []byte{1}},
+		{"did": int64(7), "seq": int64(1), "time": "2025-03-14T15:09:26.535Z", "rev": "x", "blocks": []byte{1}},
+	} {
+		frame := bodyFrame(t, 1, "#sync", body)
+		if h, err := PeekHeader(frame); err == nil {
+			t.Errorf("PeekHeader(#sync %v) = %+v, want an error", body, h)
+		}
+		if ev, err := NewDecoder(Options{}).Decode(frame); err == nil {
+			t.Errorf("Decode(#sync %v) = %+v, want an error", body, ev)
+		}
 	}
 }
 
