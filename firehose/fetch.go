@@ -24,6 +24,17 @@ type Sink interface {
 // the spool's frames come from another relay, or the relay's sequence was reset.
 var ErrFutureCursor = errors.New("firehose: relay says the cursor is in the future")
 
+// ErrRelayBehind is returned when the relay's sequence is behind the frames already kept, which
+// a relay that does not answer FutureCursor (indigo's relay streams live frames instead) shows
+// by its head, or by the first frame of a connection, being below the cursor asked for.
+var ErrRelayBehind = errors.New("firehose: the relay's sequence is behind the spool")
+
+// behindError says that the relay's seq (its head, or a connection's first frame) is below
+// after, the seq the spool already holds from it.
+func behindError(what string, seq, after int64) error {
+	return fmt.Errorf("%w: %s is seq %d, below seq %d already kept: the relay's sequence was reset, or the spool's frames come from another relay (a cursor means nothing on another relay); use a new --spool", ErrRelayBehind, what, seq, after)
+}
+
 // Config says where a fetch starts and when it stops.
 type Config struct {
 	Endpoint *url.URL
@@ -87,6 +98,9 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 	f := &fetcher{cfg: cfg, sink: sink, st: st, last: cfg.After}
 	f.defaults()
 	st.LastSeq.Store(cfg.After)
+	if cfg.Head > 0 && cfg.Head < cfg.After {
+		return behindError("its head", cfg.Head, cfg.After)
+	}
 	f.setHead(cfg.Head)
 	if cfg.Head == 0 && cfg.HeadProbe != nil && !cfg.Follow {
 		pctx, cancel := context.WithCancel(ctx)
@@ -119,6 +133,10 @@ type fetcher struct {
 	last     int64 // last kept seq
 	limiter  *limiter
 	attempts int
+	// The cursor the current connection asked for (0: none), and whether a frame with a seq
+	// came on it yet: the first may repeat the cursor (inclusive replay) but not be below it.
+	cursor int64
+	fresh  bool
 }
 
 // setHead records the head (0: unknown) and derives the stop seq from it and StopSeq.
@@ -178,6 +196,10 @@ func (f *fetcher) run(ctx context.Context) error {
 		conn, err := f.connect(ctx, cursor)
 		if err != nil {
 			return err
+		}
+		f.cursor, f.fresh = 0, true
+		if cursor != nil {
+			f.cursor = *cursor
 		}
 		err = f.session(ctx, conn)
 		conn.Close()
@@ -312,6 +334,9 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 				if head == 0 {
 					return errIdle
 				}
+				if head < f.last {
+					return behindError("its head", head, f.last)
+				}
 				if f.last >= head {
 					return errDone
 				}
@@ -395,6 +420,12 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 		st.Unknown.Add(1)
 		f.cfg.Logger.Debug("frame without seq ignored", "type", truncate(h.Type, 64))
 		return nil
+	}
+	if f.fresh {
+		f.fresh = false
+		if f.cursor > 0 && h.Seq < f.cursor && f.cursor <= f.last {
+			return behindError("the first frame after the cursor", h.Seq, f.cursor)
+		}
 	}
 	if !f.cfg.StopTime.IsZero() && !h.Time.IsZero() && !h.Time.Before(f.cfg.StopTime) {
 		f.cfg.Logger.Info("reached --until time", "seq", h.Seq, "time", h.Time)

@@ -487,3 +487,47 @@ func TestFindStart(t *testing.T) {
 		}
 	})
 }
+
+// sliceSink keeps the seqs appended to it.
+type sliceSink struct{ seqs []int64 }
+
+func (s *sliceSink) Append(seq int64, _ time.Time, _ []byte) error {
+	s.seqs = append(s.seqs, seq)
+	return nil
+}
+
+func (s *sliceSink) Flush() error { return nil }
+
+// TestFetchRelayBehind resumes after seq 1000 from a relay whose sequence only reaches 50 (it
+// was reset, or it is another relay) and that, like indigo's relay, answers a cursor past its
+// head with live frames instead of FutureCursor: the fetch fails with ErrRelayBehind, keeping
+// nothing, whether it follows, knows the head, or learns it while it runs.
+func TestFetchRelayBehind(t *testing.T) {
+	t.Parallel()
+	cases := map[string]func(r *relaytest.Relay, cfg *firehose.Config){
+		"follow":     func(r *relaytest.Relay, cfg *firehose.Config) { cfg.Follow = true },
+		"head known": func(r *relaytest.Relay, cfg *firehose.Config) { cfg.Head = r.Head() },
+		"head probed": func(r *relaytest.Relay, cfg *firehose.Config) {
+			cfg.HeadProbe = &firehose.Prober{Endpoint: cfg.Endpoint, Wait: 2 * time.Second}
+		},
+	}
+	for name, tweak := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := newRelay(t, relaytest.Config{Seed: 12, Users: 5, Events: 50, LiveRate: 200, NoFutureCursor: true})
+			cfg := firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(1000), After: 1000, Logger: testLogger(t),
+				MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, IdleTimeout: time.Second}
+			tweak(r, &cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var sink sliceSink
+			err := firehose.Fetch(ctx, cfg, &sink, &firehose.Stats{})
+			if !errors.Is(err, firehose.ErrRelayBehind) {
+				t.Fatalf("got %v, want ErrRelayBehind", err)
+			}
+			if len(sink.seqs) != 0 {
+				t.Errorf("kept %d frames (%v...), want none", len(sink.seqs), sink.seqs[0])
+			}
+		})
+	}
+}

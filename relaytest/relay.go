@@ -36,6 +36,9 @@ type Config struct {
 
 	Retention int  // serve only the last Retention events; 0 = all
 	Inclusive bool // replay includes the cursor's own event (as the public relay does)
+	// NoFutureCursor serves a cursor past the head as indigo's relay does: no FutureCursor
+	// error frame, nothing replayed, the live frames from there on.
+	NoFutureCursor bool
 
 	BadInput   bool // also emit each kind of bad input at a small rate
 	Collisions bool // emit duplicate pairs, re-creates and quick create/delete on purpose

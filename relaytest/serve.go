@@ -41,9 +41,12 @@ func (r *Relay) handle(w http.ResponseWriter, req *http.Request) {
 		if len(log) > 0 {
 			head = log[len(log)-1].Seq
 		}
-		if cursor > head {
+		switch {
+		case cursor > head && r.cfg.NoFutureCursor:
+			// live frames only: start stays at the end of the log
+		case cursor > head:
 			future = true
-		} else {
+		default:
 			start, outdated = r.index(log, cursor)
 		}
 	}
