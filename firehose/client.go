@@ -2,6 +2,7 @@ package firehose
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -95,9 +96,19 @@ func (e *DialError) Error() string {
 
 func (e *DialError) Unwrap() error { return e.Err }
 
-// Permanent reports whether retrying cannot heal the error: any 4xx but 408 and 429.
+// Permanent reports whether retrying cannot heal the error: any 4xx but 408 and 429; a
+// redirect (not followed: the URL to use is in the message) or a 2xx page instead of the
+// upgrade (the URL is not a firehose endpoint); a server that does not speak TLS on a wss://
+// URL (a scheme-less URL means wss://, a local PDS or relay may want ws://).
 func (e *DialError) Permanent() bool {
-	return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusTooManyRequests && e.Status != http.StatusRequestTimeout
+	switch {
+	case e.Status >= 400 && e.Status < 500:
+		return e.Status != http.StatusTooManyRequests && e.Status != http.StatusRequestTimeout
+	case e.Status >= 200 && e.Status < 400:
+		return true
+	}
+	var rh tls.RecordHeaderError
+	return errors.As(e.Err, &rh)
 }
 
 // Conn is one websocket connection to a firehose endpoint. Not safe for concurrent reads.
@@ -147,11 +158,14 @@ func Dial(ctx context.Context, endpoint *url.URL, cursor *int64, opts DialOption
 		if resp != nil {
 			de.Status = resp.StatusCode
 			de.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+			if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+				de.Err = fmt.Errorf("%w: redirected to %s (not followed: give that URL)", err, truncate(loc, 200))
+			}
 			if resp.Body != nil {
 				body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 				resp.Body.Close()
 				if msg := strings.TrimSpace(string(body)); msg != "" {
-					de.Err = fmt.Errorf("%v: %s", err, msg)
+					de.Err = fmt.Errorf("%w: %s", de.Err, msg)
 				}
 			}
 		}

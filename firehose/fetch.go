@@ -354,6 +354,7 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 				return errReconnect{r.err}
 			}
 			idle.Reset(f.cfg.IdleTimeout)
+			before := f.last
 			err := f.handle(r.frame, first)
 			first = false
 			if cap(r.frame) <= 1<<20 {
@@ -364,7 +365,10 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 			}
 			if err == nil {
 				pending = true
-				if !productive {
+				// Only a kept frame makes the session productive: a relay that repeats the
+				// cursor's event (inclusive replay) sends a duplicate on every connection, and a
+				// connection that then fails at once must back off all the same.
+				if !productive && f.last > before {
 					productive = true
 					f.attempts = 0
 				}

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,6 +279,36 @@ func TestFetchPermanentErrors(t *testing.T) {
 			t.Fatalf("got %v, want ErrFutureCursor", err)
 		}
 	})
+	// Answers that are not an upgrade and that retrying cannot change stop the fetch at once,
+	// with what the server said.
+	for name, tc := range map[string]struct {
+		handler http.HandlerFunc
+		scheme  string // of the URL given
+		want    string // in the error
+	}{
+		"redirect": {func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "wss://relay.example/xrpc/com.atproto.sync.subscribeRepos", http.StatusMovedPermanently)
+		}, "ws", "redirected to wss://relay.example/"},
+		"not a firehose endpoint": {func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "<html>a web page</html>")
+		}, "ws", "a web page"},
+		"no TLS on a wss URL": {func(w http.ResponseWriter, r *http.Request) {}, "wss", "TLS"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			u, err := firehose.Endpoint(tc.scheme + "://" + srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err = firehose.Fetch(ctx, firehose.Config{Endpoint: u, Cursor: cursor(0), Logger: testLogger(t)}, &sliceSink{}, &firehose.Stats{})
+			if !errors.Is(err, firehose.ErrPermanent) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want a permanent error saying %q", err, tc.want)
+			}
+		})
+	}
 	t.Run("bad urls", func(t *testing.T) {
 		for _, u := range []string{"", "ftp://x", "wss://", "wss://host/some/other/path"} {
 			if _, err := firehose.Endpoint(u); !errors.Is(err, firehose.ErrPermanent) {
@@ -529,5 +562,38 @@ func TestFetchRelayBehind(t *testing.T) {
 				t.Errorf("kept %d frames (%v...), want none", len(sink.seqs), sink.seqs[0])
 			}
 		})
+	}
+}
+
+// TestFetchBackoffAfterRepeat has a relay that repeats the cursor's event (inclusive replay)
+// drop each of eight connections right after that event: the duplicate is no progress, so the
+// backoff keeps growing (a kept frame resets it). The waits are sleeps of at least half the
+// backoff (10, 20, ... 1280 ms), so together they take at least 1.275 s on any machine; a
+// backoff reset by each duplicate waits 5-10 ms each time.
+func TestFetchBackoffAfterRepeat(t *testing.T) {
+	t.Parallel()
+	r := newRelay(t, relaytest.Config{Seed: 13, Users: 5, Events: 100, Inclusive: true})
+	for range 8 {
+		r.Faults().Add(relaytest.Fault{Kind: relaytest.FaultDrop, After: 1})
+	}
+	var sink sliceSink
+	var st firehose.Stats
+	t0 := time.Now()
+	err := firehose.Fetch(context.Background(), firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(50), After: 50, Head: r.Head(),
+		Logger: testLogger(t), MinBackoff: 10 * time.Millisecond, MaxBackoff: 5 * time.Second}, &sink, &st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(t0); elapsed < 1275*time.Millisecond {
+		t.Errorf("eight failed connections took %s: the backoff did not grow", elapsed)
+	}
+	if got := st.Reconnects.Load(); got != 8 {
+		t.Errorf("%d reconnects, want 8", got)
+	}
+	if got := st.Duplicates.Load(); got != 9 {
+		t.Errorf("%d duplicates, want 9 (the cursor's event on each connection)", got)
+	}
+	if len(sink.seqs) != 50 || sink.seqs[0] != 51 || sink.seqs[49] != 100 {
+		t.Errorf("kept %d frames, want seqs 51-100", len(sink.seqs))
 	}
 }
