@@ -597,3 +597,28 @@ func TestFetchBackoffAfterRepeat(t *testing.T) {
 		t.Errorf("kept %d frames, want seqs 51-100", len(sink.seqs))
 	}
 }
+
+// TestProberRetries has the relay refuse a probe's first connections (503, then 429 with its
+// Retry-After): the probe retries them, as a fetch's own connection does, and a 4xx that
+// retrying cannot heal fails it at once.
+func TestProberRetries(t *testing.T) {
+	t.Parallel()
+	r := newRelay(t, relaytest.Config{Seed: 14, Users: 5, Events: 50})
+	p := &firehose.Prober{Endpoint: endpoint(t, r), Wait: 500 * time.Millisecond, Logger: testLogger(t)}
+	r.Faults().Reject(503, 2)
+	r.Faults().Reject(429, 1)
+	pt, ok, err := p.Oldest(context.Background())
+	if err != nil || !ok || pt.Seq != r.Log()[0].Seq {
+		t.Fatalf("Oldest = %v, %v, %v; want seq %d", pt, ok, err, r.Log()[0].Seq)
+	}
+	if n := len(r.Conns()); n != 4 {
+		t.Errorf("%d connection attempts, want 4 (three refused, one served)", n)
+	}
+	r.Faults().Reject(403, 1)
+	if _, _, err := p.Oldest(context.Background()); err == nil {
+		t.Fatal("a 403 did not fail the probe")
+	}
+	if n := len(r.Conns()); n != 5 {
+		t.Errorf("%d connection attempts, want 5 (the 403 not retried)", n)
+	}
+}

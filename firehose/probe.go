@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"time"
 
 	"github.com/backfill/backfill/decode"
+	"github.com/backfill/backfill/internal/ctxtime"
 )
 
 // Point is one event position on a relay: its seq and event time.
@@ -28,6 +30,37 @@ type Prober struct {
 	Probes int // probes made so far
 }
 
+// probeAttempts bounds the connection attempts of one probe: a relay that refuses one for a
+// while (429, 503, a reset) gets some seconds, as a fetch's own connection gets forever, before
+// the run's planning gives up.
+const probeAttempts = 6
+
+// dial connects for a probe, retrying what is not permanent with backoff (Retry-After honoured).
+func (p *Prober) dial(ctx context.Context, cursor *int64) (*Conn, error) {
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		conn, err := Dial(ctx, p.Endpoint, cursor, p.Dial)
+		if err == nil {
+			return conn, nil
+		}
+		var de *DialError
+		if attempt == probeAttempts || ctx.Err() != nil || (errors.As(err, &de) && de.Permanent()) {
+			return nil, err
+		}
+		d := wait/2 + rand.N(wait/2+1)
+		if de != nil && de.RetryAfter > 0 {
+			d = max(d, min(de.RetryAfter, 30*time.Second))
+		}
+		if p.Logger != nil {
+			p.Logger.Warn("relay probe connection failed; retrying", "err", err, "in", d.Round(time.Millisecond))
+		}
+		if err := ctxtime.Sleep(ctx, d); err != nil {
+			return nil, err
+		}
+		wait *= 2
+	}
+}
+
 // errNoEvent means the probe connection delivered no event within Wait.
 var errNoEvent = errors.New("firehose: no event within the probe wait")
 
@@ -40,8 +73,7 @@ func (p *Prober) First(ctx context.Context, cursor *int64) (pt Point, ok, outdat
 		wait = 3 * time.Second
 	}
 	p.Probes++
-	opts := p.Dial
-	conn, err := Dial(ctx, p.Endpoint, cursor, opts)
+	conn, err := p.dial(ctx, cursor)
 	if err != nil {
 		return Point{}, false, false, err
 	}
