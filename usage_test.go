@@ -154,6 +154,31 @@ func TestUsageResume(t *testing.T) {
 	}
 }
 
+// TestUsageResumeEmptySpool runs `backfill --resume` with an empty spool: after a load from
+// the same relay it goes on from that relay's mark; after loads from another relay only, it
+// refuses (a cursor means nothing on another relay) instead of skipping the new relay's
+// history up to the other's seq.
+func TestUsageResumeEmptySpool(t *testing.T) {
+	t.Parallel()
+	a := spreadRelay(t, 307, 600, 2)
+	dsn := newDatabase(t)
+	if code := backfill(t, "--days", "-1", "--relay-url", a.URL(), "--database-url", dsn, "--spool", t.TempDir(), "--idle-timeout", "1s"); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	a.Append(100)
+	if code := backfill(t, "--resume", "--relay-url", a.URL(), "--database-url", dsn, "--spool", t.TempDir(), "--idle-timeout", "1s"); code != 0 {
+		t.Fatalf("--resume from the same relay: exit code %d", code)
+	}
+	compareModel(t, dumpDB(t, dsn), a.Model(0, a.Head()))
+
+	b := spreadRelay(t, 308, 900, 2)
+	cmd := exec.Command(binary(t), "--resume", "--relay-url", b.URL(), "--database-url", dsn, "--spool", t.TempDir(), "--progress", "none")
+	msg, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), "a cursor means nothing on another relay") {
+		t.Fatalf("--resume from another relay: err %v, output:\n%s", err, msg)
+	}
+}
+
 // TestMetrics serves /metrics and the status page during a run.
 func TestMetrics(t *testing.T) {
 	t.Parallel()
