@@ -31,7 +31,7 @@ type FetchFlags struct {
 	StartCursor   int64         `help:"Relay cursor to start from (overrides --days); 0 means not set." default:"0"`
 	Resume        bool          `help:"Continue from the spool's last durable frame; an error when there is none."`
 	UntilCursor   int64         `help:"Stop after this relay seq; 0 means no such stop." default:"0"`
-	Until         time.Time     `help:"Stop at the first event at or after this time (RFC 3339); empty means no such stop." format:"2006-01-02T15:04:05Z07:00"`
+	Until         time.Time     `help:"Stop where events reach this time (RFC 3339), keeping none at or after it; an event's time is its PDS's clock, so 32 in a row (or the stream's end) confirm the stop. Empty means no such stop." format:"2006-01-02T15:04:05Z07:00"`
 	Follow        bool          `help:"Keep tailing the live stream instead of stopping at the relay's head as it stood at the start."`
 	IdleTimeout   time.Duration `help:"A replay that delivers nothing for this long has caught up (used when the head is unknown, e.g. on a quiet relay)." default:"5s"`
 	ReadTimeout   time.Duration `help:"A connection that delivers nothing (not even a pong) for this long is stalled and reconnected." default:"60s"`

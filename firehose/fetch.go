@@ -1,6 +1,7 @@
 package firehose
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -137,6 +138,9 @@ type fetcher struct {
 	// came on it yet: the first may repeat the cursor (inclusive replay) but not be below it.
 	cursor int64
 	fresh  bool
+	// Frames at or after StopTime not kept yet, on the current connection (see untilConfirm).
+	held      []heldFrame
+	heldBytes int
 }
 
 // setHead records the head (0: unknown) and derives the stop seq from it and StopSeq.
@@ -198,6 +202,7 @@ func (f *fetcher) run(ctx context.Context) error {
 			return err
 		}
 		f.cursor, f.fresh = 0, true
+		f.dropHeld() // held frames come again after the last kept one
 		if cursor != nil {
 			f.cursor = *cursor
 		}
@@ -329,6 +334,11 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 			}
 			continue
 		case <-idle.C:
+			if len(f.held) > 0 {
+				// Quiet after frames at or after StopTime: nothing earlier is coming.
+				f.untilReached(" (the stream went quiet)")
+				return errDone
+			}
 			if !f.cfg.Follow {
 				head := f.head.Load()
 				if head == 0 {
@@ -431,20 +441,20 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 			return behindError("the first frame after the cursor", h.Seq, f.cursor)
 		}
 	}
-	if !f.cfg.StopTime.IsZero() && !h.Time.IsZero() && !h.Time.Before(f.cfg.StopTime) {
-		f.cfg.Logger.Info("reached --until time", "seq", h.Seq, "time", h.Time)
-		return errDone
-	}
 	if stop := f.stop.Load(); stop > 0 && h.Seq > stop {
 		return errDone // past the stop point (seqs have gaps): keep nothing beyond it
 	}
-	if h.Seq <= f.last {
-		if h.Seq == f.last {
+	last := f.last
+	if n := len(f.held); n > 0 {
+		last = f.held[n-1].h.Seq
+	}
+	if h.Seq <= last {
+		if h.Seq == last {
 			st.Duplicates.Add(1)
 			f.cfg.Logger.Debug("repeated seq ignored", "seq", h.Seq)
 		} else {
 			st.Backwards.Add(1)
-			f.cfg.Logger.Warn("seq went backwards; frame ignored", "seq", h.Seq, "last", f.last)
+			f.cfg.Logger.Warn("seq went backwards; frame ignored", "seq", h.Seq, "last", last)
 		}
 		return nil
 	}
@@ -455,6 +465,22 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 		}
 		f.cfg.MinTime = time.Time{} // in the window: keep everything from here on
 	}
+	if !f.cfg.StopTime.IsZero() && !h.Time.IsZero() && !h.Time.Before(f.cfg.StopTime) {
+		return f.hold(h, frame)
+	}
+	// A frame before StopTime after held ones: theirs were clocks running ahead, not the end.
+	for i := range f.held {
+		if err := f.keep(f.held[i].h, f.held[i].frame); err != nil {
+			return err
+		}
+	}
+	f.dropHeld()
+	return f.keep(h, frame)
+}
+
+// keep hands a frame to the sink.
+func (f *fetcher) keep(h decode.Header, frame []byte) error {
+	st := f.st
 	if h.Kind == decode.KindUnknown {
 		st.Unknown.Add(1) // kept: a later version may know it, and the seq stays contiguous
 	}
@@ -472,6 +498,45 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 		return errDone
 	}
 	return nil
+}
+
+// An event's time is its PDS's clock, which the relay passes on: one event at or after
+// StopTime may come from a clock running ahead, amid events still before it. So such frames
+// are held back, and kept after all when a frame before StopTime follows them; the fetch stops,
+// keeping none of them, once untilConfirm of them came in a row (or untilHeldBytes of frames),
+// or when the stream ends or goes quiet while it holds some.
+const (
+	untilConfirm   = 32
+	untilHeldBytes = 16 << 20
+)
+
+// heldFrame is a frame at or after StopTime, held back (see untilConfirm).
+type heldFrame struct {
+	h     decode.Header
+	frame []byte
+}
+
+// hold holds a frame at or after StopTime back; errDone once the stop is confirmed.
+func (f *fetcher) hold(h decode.Header, frame []byte) error {
+	f.held = append(f.held, heldFrame{h: h, frame: bytes.Clone(frame)})
+	f.heldBytes += len(frame)
+	if len(f.held) < untilConfirm && f.heldBytes < untilHeldBytes {
+		return nil
+	}
+	f.untilReached("")
+	return errDone
+}
+
+// untilReached logs the stop at StopTime and drops the held frames.
+func (f *fetcher) untilReached(why string) {
+	first := f.held[0].h
+	f.cfg.Logger.Info("reached --until time"+why, "seq", first.Seq, "time", first.Time, "frames_at_or_after", len(f.held))
+	f.dropHeld()
+}
+
+func (f *fetcher) dropHeld() {
+	clear(f.held)
+	f.held, f.heldBytes = f.held[:0], 0
 }
 
 func truncate(s string, n int) string {

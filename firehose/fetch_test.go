@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	comatproto "github.com/bluesky-social/indigo/api/atproto"
+	"github.com/bluesky-social/indigo/events"
+
 	"github.com/backfill/backfill/firehose"
 	"github.com/backfill/backfill/relaytest"
 	"github.com/backfill/backfill/spool"
@@ -402,14 +405,39 @@ func TestFetchStops(t *testing.T) {
 	t.Run("until time", func(t *testing.T) {
 		t.Parallel()
 		r := newRelay(t, relaytest.Config{Seed: 7, Users: 10, Events: 500, Interval: time.Second})
-		dir := t.TempDir()
 		log := r.Log()
-		until := log[250].Time
+		// The second stop time has fewer events after it than confirm a stop: the stream's end
+		// does.
+		for _, i := range []int{250, 490} {
+			dir := t.TempDir()
+			if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: log[i].Time, Head: r.Head()}, &firehose.Stats{}); err != nil {
+				t.Fatal(err)
+			}
+			sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[i-1].Seq))
+		}
+	})
+	t.Run("until time with a clock running ahead", func(t *testing.T) {
+		// An event whose PDS's clock runs years ahead, amid events before the stop time: kept
+		// with them, and the fetch goes on to the real stop.
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 15, Users: 10, Events: 300, Interval: time.Second})
+		seq := r.Head() + 1
+		var buf bytes.Buffer
+		ahead := &events.XRPCStreamEvent{RepoIdentity: &comatproto.SyncSubscribeRepos_Identity{Did: "did:plc:skewed", Seq: seq, Time: "2099-01-01T00:00:00.000Z"}}
+		if err := ahead.Serialize(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.AppendRaw(relaytest.KindIdentity, buf.Bytes()); got != seq {
+			t.Fatalf("appended at seq %d, want %d", got, seq)
+		}
+		r.Append(200)
+		log := r.Log()
+		until := log[400].Time
+		dir := t.TempDir()
 		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: until, Head: r.Head()}, &firehose.Stats{}); err != nil {
 			t.Fatal(err)
 		}
-		got := readAll(t, dir)
-		sameRecords(t, got, wantFrames(r, 0, log[249].Seq))
+		sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[399].Seq))
 	})
 	t.Run("head while live events arrive", func(t *testing.T) {
 		t.Parallel()
