@@ -167,7 +167,9 @@ type Window struct {
 // FindStart finds where the events at or after cutoff begin by searching the relay's seq space
 // between its oldest event and head (interpolating on event time, alternating with bisection),
 // so that a --days fetch replays nothing it would throw away. head.Seq may be zero when unknown.
-// Event times are taken as non-decreasing in seq, as relays assign them.
+// Event times are taken as non-decreasing in seq. They are not quite: each is its PDS's clock,
+// which the relay passes on, so a block of late-delivered events with old times just after the
+// cutoff can move the start past events in the window (README says so; --start-cursor is exact).
 func (p *Prober) FindStart(ctx context.Context, cutoff time.Time, head Point) (Window, error) {
 	oldest, ok, err := p.Oldest(ctx)
 	if err != nil {
