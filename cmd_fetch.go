@@ -217,7 +217,7 @@ func (j *fetchJob) plan(ctx context.Context, endpoint *url.URL) error {
 	switch {
 	case !tail.Empty:
 		c := tail.Seq
-		cfg.Cursor, cfg.After = &c, tail.Seq
+		cfg.Cursor, cfg.After, cfg.AfterTime = &c, tail.Seq, tail.Time
 		if ff.Resume {
 			j.log.Info("resuming from the spool's last durable frame", "seq", tail.Seq, "time", tail.Time.Format(time.RFC3339))
 		} else {
@@ -395,6 +395,7 @@ func (j *fetchJob) summary(w io.Writer) {
 		{"before window / unknown / bad", fmt.Sprintf("%d / %d / %d", st.BeforeStart.Load(), st.Unknown.Load(), st.BadFrames.Load()), ""},
 		{"info / error frames", fmt.Sprintf("%d / %d", st.Infos.Load(), st.ErrorFrames.Load()), ""},
 		{"reconnects", fmt.Sprint(st.Reconnects.Load()), ""},
+		{"resumed far later (possible gaps)", fmt.Sprint(st.Gaps.Load()), ""},
 		{"elapsed", el.Round(time.Millisecond).String(), ""},
 	}
 	fmt.Fprint(w, table(rows))

@@ -44,6 +44,8 @@ type Config struct {
 	Cursor *int64
 	// After is the last seq already kept (from the spool); frames at or below it are duplicates.
 	After int64
+	// AfterTime is the event time of the frame at After, when known (zero otherwise).
+	AfterTime time.Time
 	// MinTime: frames before it are before the requested window and not kept, until the first
 	// frame at or after it (event times are not strictly ordered; later ones are all kept).
 	MinTime time.Time
@@ -83,6 +85,7 @@ type Stats struct {
 	Unknown     atomic.Int64 // unknown op or message type
 	BadFrames   atomic.Int64 // frames whose header did not parse
 	Infos       atomic.Int64 // #info frames
+	Gaps        atomic.Int64 // resumed connections whose first event came far later than the last kept one
 	ErrorFrames atomic.Int64
 	Reconnects  atomic.Int64
 	RetryAfters atomic.Int64 // connection attempts answered with a Retry-After that was honoured
@@ -96,7 +99,7 @@ type Stats struct {
 // It returns nil when a stop point was reached and ctx.Err() when cancelled; the frame in hand
 // is always finished and the sink flushed before it returns.
 func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
-	f := &fetcher{cfg: cfg, sink: sink, st: st, last: cfg.After}
+	f := &fetcher{cfg: cfg, sink: sink, st: st, last: cfg.After, lastTime: cfg.AfterTime}
 	f.defaults()
 	st.LastSeq.Store(cfg.After)
 	if cfg.Head > 0 && cfg.Head < cfg.After {
@@ -131,13 +134,15 @@ type fetcher struct {
 	stop     atomic.Int64 // the effective stop seq: StopSeq, or the head when earlier
 	sink     Sink
 	st       *Stats
-	last     int64 // last kept seq
+	last     int64     // last kept seq
+	lastTime time.Time // its event time, when known
 	limiter  *limiter
 	attempts int
 	// The cursor the current connection asked for (0: none), and whether a frame with a seq
 	// came on it yet: the first may repeat the cursor (inclusive replay) but not be below it.
-	cursor int64
-	fresh  bool
+	cursor   int64
+	fresh    bool
+	outdated bool // the connection began with #info OutdatedCursor
 	// Frames at or after StopTime not kept yet, on the current connection (see untilConfirm).
 	held      []heldFrame
 	heldBytes int
@@ -201,7 +206,7 @@ func (f *fetcher) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		f.cursor, f.fresh = 0, true
+		f.cursor, f.fresh, f.outdated = 0, true, false
 		f.dropHeld() // held frames come again after the last kept one
 		if cursor != nil {
 			f.cursor = *cursor
@@ -424,6 +429,7 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 		if h.Kind == decode.KindInfo {
 			st.Infos.Add(1)
 			if h.InfoName == "OutdatedCursor" && first {
+				f.outdated = true
 				f.cfg.Logger.Warn("relay no longer holds the requested cursor: replay starts at the oldest event it has; older history is out of reach of this relay",
 					"after_seq", f.last, "message", truncate(h.Message, 200))
 			} else {
@@ -440,6 +446,7 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 		if f.cursor > 0 && h.Seq < f.cursor && f.cursor <= f.last {
 			return behindError("the first frame after the cursor", h.Seq, f.cursor)
 		}
+		f.checkResumeGap(h)
 	}
 	if stop := f.stop.Load(); stop > 0 && h.Seq > stop {
 		return errDone // past the stop point (seqs have gaps): keep nothing beyond it
@@ -478,6 +485,27 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 	return f.keep(h, frame)
 }
 
+// resumeGap is the jump in event time between the last kept frame and the first frame of a
+// resumed connection past which the relay probably no longer held the cursor: a replay goes on
+// from the next event, a second or so later on a busy relay.
+const resumeGap = 10 * time.Minute
+
+// checkResumeGap warns when a resumed connection's first frame h is far later than the last
+// kept one. A relay answers a cursor older than its replay window with #info OutdatedCursor
+// (warned of in handle), or, as indigo's relay does, by replaying from its oldest event without
+// a word: the events between are then out of its reach. An event time is its PDS's clock, so
+// this is a warning, not a stop.
+func (f *fetcher) checkResumeGap(h decode.Header) {
+	if f.outdated || f.cursor <= 0 || f.cursor != f.last || h.Seq <= f.last+1 || f.lastTime.IsZero() || h.Time.IsZero() {
+		return
+	}
+	if gap := h.Time.Sub(f.lastTime); gap > resumeGap {
+		f.st.Gaps.Add(1)
+		f.cfg.Logger.Warn("the relay resumed far later than the last kept event: if its replay window no longer reached the cursor, the events in between are out of reach of this relay",
+			"after_seq", f.last, "after_time", f.lastTime.Format(time.RFC3339), "first_seq", h.Seq, "first_time", h.Time.Format(time.RFC3339), "gap", gap.Round(time.Second))
+	}
+}
+
 // keep hands a frame to the sink.
 func (f *fetcher) keep(h decode.Header, frame []byte) error {
 	st := f.st
@@ -488,6 +516,9 @@ func (f *fetcher) keep(h decode.Header, frame []byte) error {
 		return fmt.Errorf("append frame %d: %w", h.Seq, err)
 	}
 	f.last = h.Seq
+	if !h.Time.IsZero() {
+		f.lastTime = h.Time
+	}
 	st.Kept.Add(1)
 	st.KeptBytes.Add(int64(len(frame)))
 	st.LastSeq.Store(h.Seq)

@@ -361,6 +361,52 @@ func TestFetchOutdatedCursor(t *testing.T) {
 	}
 }
 
+// TestFetchResumeGap resumes after seq 100 of a relay that holds only its last 200 of 600
+// events (ten seconds apart): one that says so with #info OutdatedCursor, one that replays from
+// its oldest event without a word (as indigo's relay does), which the jump in event time
+// betrays (Stats.Gaps, and a warning), and one that still holds the cursor.
+func TestFetchResumeGap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name             string
+		cfg              relaytest.Config
+		wantGaps, wantOK int64
+	}{
+		{"outdated cursor info", relaytest.Config{Retention: 200}, 0, 1},
+		{"silent", relaytest.Config{Retention: 200, NoOutdatedInfo: true}, 1, 0},
+		{"cursor held", relaytest.Config{}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := tc.cfg
+			cfg.Seed, cfg.Users, cfg.Events, cfg.Interval = 16, 10, 600, 10*time.Second
+			r := newRelay(t, cfg)
+			log := r.Log()
+			after := log[99]
+			var st firehose.Stats
+			var sink sliceSink
+			err := firehose.Fetch(context.Background(), firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(after.Seq), After: after.Seq, AfterTime: after.Time,
+				Head: r.Head(), Logger: testLogger(t)}, &sink, &st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := st.Gaps.Load(); got != tc.wantGaps {
+				t.Errorf("%d gaps, want %d", got, tc.wantGaps)
+			}
+			if got := st.Infos.Load(); got != tc.wantOK {
+				t.Errorf("%d info frames, want %d", got, tc.wantOK)
+			}
+			first := log[100].Seq
+			if cfg.Retention > 0 {
+				first = log[400].Seq
+			}
+			if len(sink.seqs) == 0 || sink.seqs[0] != first {
+				t.Errorf("first kept seq %v, want %d", sink.seqs[:min(1, len(sink.seqs))], first)
+			}
+		})
+	}
+}
+
 func TestFetchStops(t *testing.T) {
 	t.Parallel()
 	t.Run("until cursor", func(t *testing.T) {

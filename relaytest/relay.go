@@ -39,6 +39,9 @@ type Config struct {
 	// NoFutureCursor serves a cursor past the head as indigo's relay does: no FutureCursor
 	// error frame, nothing replayed, the live frames from there on.
 	NoFutureCursor bool
+	// NoOutdatedInfo replays a cursor older than the retained events from the oldest one without
+	// the #info OutdatedCursor frame before it, as indigo's relay does.
+	NoOutdatedInfo bool
 
 	BadInput   bool // also emit each kind of bad input at a small rate
 	Collisions bool // emit duplicate pairs, re-creates and quick create/delete on purpose

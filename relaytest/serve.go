@@ -111,7 +111,7 @@ func (r *Relay) handle(w http.ResponseWriter, req *http.Request) {
 		c.closeFrame(websocket.ClosePolicyViolation, "FutureCursor")
 		return
 	}
-	if outdated {
+	if outdated && !r.cfg.NoOutdatedInfo {
 		if c.write(wsBinary, outdatedCursorFrame()) != nil {
 			return
 		}
