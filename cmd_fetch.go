@@ -31,7 +31,7 @@ type FetchFlags struct {
 	StartCursor   int64         `help:"Relay cursor to start from (overrides --days); 0 means not set." default:"0"`
 	Resume        bool          `help:"Continue from the spool's last durable frame; an error when there is none."`
 	UntilCursor   int64         `help:"Stop after this relay seq; 0 means no such stop." default:"0"`
-	Until         time.Time     `help:"Stop where events reach this time (RFC 3339), keeping none at or after it; an event's time is its PDS's clock, so 32 in a row (or the stream's end) confirm the stop. Empty means no such stop." format:"2006-01-02T15:04:05Z07:00"`
+	Until         time.Time     `help:"Stop where events reach this time (RFC 3339). An event's time is its PDS's clock: one at or after it is kept when an earlier one follows; 32 in a row, the stop seq, or the stream's end at the relay's head confirm the stop, keeping none of them. Empty means no such stop." format:"2006-01-02T15:04:05Z07:00"`
 	Follow        bool          `help:"Keep tailing the live stream instead of stopping at the relay's head as it stood at the start."`
 	IdleTimeout   time.Duration `help:"A replay that delivers nothing for this long has caught up (used when the head is unknown, e.g. on a quiet relay)." default:"5s"`
 	ReadTimeout   time.Duration `help:"A connection that delivers nothing (not even a pong) for this long is stalled and reconnected." default:"60s"`
@@ -50,7 +50,7 @@ type FetchCmd struct {
 
 // Run fetches until a stop point, an interrupt or a fatal error.
 func (c *FetchCmd) Run(ctx context.Context, g *Globals) error {
-	f, err := newFetchJob(ctx, g.logger, c.SpoolFlags, c.FetchFlags, 0)
+	f, err := newFetchJob(ctx, g.logger, c.SpoolFlags, c.FetchFlags, nil)
 	if err != nil {
 		return err
 	}
@@ -100,9 +100,13 @@ type fetchJob struct {
 	state   fetchState
 	prev    fetchSnap // the progress display's previous reading
 
-	resumeFrom int64 // --resume with an empty spool: the loaded cursor to go on from
+	resumeFrom resumeFunc // --resume with an empty spool: where the database says to go on (nil: nowhere)
 	deletes    *deletes.Collector
 }
+
+// resumeFunc returns the seq (0: none) and event time after which --resume goes on from relay
+// host when the spool is empty.
+type resumeFunc func(ctx context.Context, host string) (int64, time.Time, error)
 
 // indexedSink hands each frame to the delete index before the spool writer, which seals
 // segments (and so has their index written) before it appends the frame that does not fit.
@@ -119,9 +123,9 @@ func (s indexedSink) Append(seq int64, t time.Time, frame []byte) error {
 func (s indexedSink) Flush() error { return s.w.Flush() }
 
 // newFetchJob checks the flags, opens the spool and works out where to start and stop.
-// It talks to the relay (probes) but stores nothing yet. resumeFrom, when positive, is where
+// It talks to the relay (probes) but stores nothing yet. resumeFrom, when not nil, says where
 // --resume goes on if the spool is empty (the database's record of what was loaded).
-func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchFlags, resumeFrom int64) (*fetchJob, error) {
+func newFetchJob(ctx context.Context, log *slog.Logger, sf SpoolFlags, ff FetchFlags, resumeFrom resumeFunc) (*fetchJob, error) {
 	if ff.Days < -1 {
 		return nil, fmt.Errorf("--days %d: use N>0 for the last N days, -1 for all history, 0 to disable", ff.Days)
 	}
@@ -226,9 +230,15 @@ func (j *fetchJob) plan(ctx context.Context, endpoint *url.URL) error {
 				j.log.Warn("--days and --start-cursor are ignored when the spool already holds frames; use a new --spool for a different range")
 			}
 		}
-	case ff.Resume && j.resumeFrom > 0:
-		c := j.resumeFrom
-		cfg.Cursor, cfg.After = &c, c
+	case ff.Resume && j.resumeFrom != nil:
+		c, t, err := j.resumeFrom(ctx, j.host)
+		if err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		if c <= 0 {
+			return fmt.Errorf("--resume: spool %s holds no frames and the database records nothing loaded to resume from; start with --days, --start-cursor or --follow", j.dir)
+		}
+		cfg.Cursor, cfg.After, cfg.AfterTime = &c, c, t
 		j.log.Info("resuming after the database's last loaded seq (the spool is empty)", "seq", c)
 	case ff.Resume:
 		return fmt.Errorf("--resume: spool %s holds no frames to resume from; start a fetch with --days, --start-cursor or --follow", j.dir)

@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/backfill/backfill/firehose"
 	"github.com/backfill/backfill/loader"
 )
 
@@ -60,14 +59,10 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer l.Close()
 
-	var resumeFrom int64
-	if ff.Resume {
-		// With an empty spool, the database's own record of what is loaded says where to go on.
-		if endpoint, err := firehose.Endpoint(ff.RelayURL); err == nil {
-			if resumeFrom, err = resumeCursor(ctx, cfg.DatabaseURL, cfg.Service, firehose.Host(endpoint)); err != nil {
-				return fmt.Errorf("--resume: %w", err)
-			}
-		}
+	// With --resume and an empty spool, the database's own record of what is loaded says where
+	// to go on.
+	resumeFrom := func(ctx context.Context, host string) (int64, time.Time, error) {
+		return resumeCursor(ctx, cfg.DatabaseURL, cfg.Service, host)
 	}
 	f, err := newFetchJob(ctx, g.logger, c.SpoolFlags, ff, resumeFrom)
 	if err != nil {
@@ -155,53 +150,59 @@ func readCursor(ctx context.Context, dsn, service string) (seq int64, ok bool, e
 	return seq, true, nil
 }
 
-// resumeCursor returns where `run --resume` with an empty spool goes on from relay host: the
-// loader's mark for that relay (backfill_loader), or, in a database this tool has not loaded
-// from any relay, the firehose_cursor row of service (the replaced tool's checkpoint); 0 when
-// there is neither. A database loaded only from other relays is an error: a cursor means
-// nothing on another relay.
-func resumeCursor(ctx context.Context, dsn, service, host string) (int64, error) {
+// resumeCursor returns where `run --resume` with an empty spool goes on from relay host, with
+// that event's time when known: the loader's mark for that relay (backfill_loader), or, in a
+// database this tool has not loaded from any relay, the firehose_cursor row of service (the
+// replaced tool's checkpoint); 0 when there is neither. A database loaded only from other
+// relays is an error: a cursor means nothing on another relay.
+func resumeCursor(ctx context.Context, dsn, service, host string) (int64, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := connectDB(ctx, dsn)
 	if err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var marks map[string]int64
+	type mark struct {
+		seq int64
+		t   *time.Time
+	}
+	marks := map[string]mark{}
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT to_regclass('backfill_loader') IS NOT NULL`).Scan(&exists); err != nil {
-		return 0, fmt.Errorf("look for backfill_loader: %w", err)
+		return 0, time.Time{}, fmt.Errorf("look for backfill_loader: %w", err)
 	}
 	if exists {
-		rows, err := conn.Query(ctx, `SELECT relay, seq FROM backfill_loader`)
+		rows, err := conn.Query(ctx, `SELECT relay, seq, event_time FROM backfill_loader`)
 		if err != nil {
-			return 0, fmt.Errorf("read backfill_loader: %w", err)
+			return 0, time.Time{}, fmt.Errorf("read backfill_loader: %w", err)
 		}
-		marks = map[string]int64{}
 		for rows.Next() {
 			var relay string
-			var seq int64
-			if err := rows.Scan(&relay, &seq); err != nil {
+			var m mark
+			if err := rows.Scan(&relay, &m.seq, &m.t); err != nil {
 				rows.Close()
-				return 0, fmt.Errorf("read backfill_loader: %w", err)
+				return 0, time.Time{}, fmt.Errorf("read backfill_loader: %w", err)
 			}
-			marks[relay] = seq
+			marks[relay] = m
 		}
 		if err := rows.Err(); err != nil {
-			return 0, fmt.Errorf("read backfill_loader: %w", err)
+			return 0, time.Time{}, fmt.Errorf("read backfill_loader: %w", err)
 		}
 	}
-	if seq, ok := marks[host]; ok {
-		return seq, nil
+	if m, ok := marks[host]; ok {
+		if m.t != nil {
+			return m.seq, m.t.UTC(), nil
+		}
+		return m.seq, time.Time{}, nil
 	}
 	if len(marks) > 0 {
 		relays := slices.Sorted(maps.Keys(marks))
-		return 0, fmt.Errorf("the database holds what was loaded from %s, not from %s, and the spool is empty: a cursor means nothing on another relay; start with --days or --start-cursor", strings.Join(relays, ", "), host)
+		return 0, time.Time{}, fmt.Errorf("the spool is empty and the database holds what was loaded from %s, not from %s: a cursor means nothing on another relay; start with --days or --start-cursor", strings.Join(relays, ", "), host)
 	}
 	seq, ok, err := readCursor(ctx, dsn, service)
 	if err != nil || !ok {
-		return 0, err
+		return 0, time.Time{}, err
 	}
-	return seq, nil
+	return seq, time.Time{}, nil
 }

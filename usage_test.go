@@ -177,6 +177,15 @@ func TestUsageResumeEmptySpool(t *testing.T) {
 	if err == nil || !strings.Contains(string(msg), "a cursor means nothing on another relay") {
 		t.Fatalf("--resume from another relay: err %v, output:\n%s", err, msg)
 	}
+	// A spool that holds the other relay's frames is where --resume goes on from: the
+	// database is not asked.
+	spoolB := t.TempDir()
+	if code := backfill(t, "fetch", "--days", "-1", "--relay-url", b.URL(), "--spool", spoolB, "--idle-timeout", "1s"); code != 0 {
+		t.Fatalf("fetch from the other relay: exit code %d", code)
+	}
+	if code := backfill(t, "--resume", "--relay-url", b.URL(), "--database-url", dsn, "--spool", spoolB, "--idle-timeout", "1s"); code != 0 {
+		t.Fatalf("--resume with the other relay's spool: exit code %d", code)
+	}
 }
 
 // TestMetrics serves /metrics and the status page during a run.

@@ -57,7 +57,8 @@ type Config struct {
 	// HeadProbe, when set and Head is 0 (and not Follow), reads the head from the live stream
 	// while the fetch already runs, so a quiet relay costs no wait before the first frame.
 	HeadProbe *Prober
-	// StopTime: stop at the first frame whose time is at or after it, without keeping it.
+	// StopTime: stop where frames reach it, keeping none at or after it but those an earlier
+	// frame follows (a PDS clock running ahead: see untilConfirm).
 	StopTime time.Time
 	// Follow keeps tailing the live stream; otherwise a replay that goes idle for IdleTimeout
 	// (with StopSeq not yet known to be ahead) has caught up and the fetch ends.
@@ -80,7 +81,7 @@ type Stats struct {
 	Kept        atomic.Int64 // frames handed to the sink
 	KeptBytes   atomic.Int64
 	Duplicates  atomic.Int64 // a seq equal to the last kept one (inclusive replay, repeats)
-	Backwards   atomic.Int64 // a seq below the last kept one
+	Backwards   atomic.Int64 // a seq below the last kept (or held) one
 	BeforeStart atomic.Int64 // frames before MinTime
 	Unknown     atomic.Int64 // unknown op or message type
 	BadFrames   atomic.Int64 // frames whose header did not parse
@@ -140,12 +141,18 @@ type fetcher struct {
 	attempts int
 	// The cursor the current connection asked for (0: none), and whether a frame with a seq
 	// came on it yet: the first may repeat the cursor (inclusive replay) but not be below it.
-	cursor   int64
-	fresh    bool
-	outdated bool // the connection began with #info OutdatedCursor
+	connected bool // a connection of this fetch was upgraded
+	cursor    int64
+	fresh     bool
+	outdated  bool // the connection began with #info OutdatedCursor
 	// Frames at or after StopTime not kept yet, on the current connection (see untilConfirm).
 	held      []heldFrame
 	heldBytes int
+	heldPast  int // held frames with a time (at or after StopTime)
+	// moved: a frame past the cursor came on this connection (what a repeated cursor event or
+	// frames behind it are not): the session makes progress, and a later failure backs off
+	// from the start again.
+	moved bool
 }
 
 // setHead records the head (0: unknown) and derives the stop seq from it and StopSeq.
@@ -206,7 +213,7 @@ func (f *fetcher) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		f.cursor, f.fresh, f.outdated = 0, true, false
+		f.cursor, f.fresh, f.outdated, f.moved = 0, true, false, false
 		f.dropHeld() // held frames come again after the last kept one
 		if cursor != nil {
 			f.cursor = *cursor
@@ -250,13 +257,17 @@ func (f *fetcher) connect(ctx context.Context, cursor *int64) (*Conn, error) {
 	for {
 		conn, err := Dial(ctx, f.cfg.Endpoint, cursor, f.cfg.Dial)
 		if err == nil {
+			f.connected = true
 			return conn, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		var de *DialError
-		if errors.As(err, &de) && de.Permanent() {
+		// Once a connection of this fetch was served, a redirect or a page instead of the
+		// upgrade is the relay's moment (maintenance, a CDN), not a wrong URL: retried. A 4xx
+		// stays permanent.
+		if errors.As(err, &de) && de.Permanent() && (!f.connected || (de.Status >= 400 && de.Status < 500)) {
 			return nil, fmt.Errorf("%w: %v (the relay refuses this request; check --relay-url)", ErrPermanent, err)
 		}
 		wait := f.backoff()
@@ -339,8 +350,14 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 			}
 			continue
 		case <-idle.C:
-			if len(f.held) > 0 {
-				// Quiet after frames at or after StopTime: nothing earlier is coming.
+			if n := len(f.held); n > 0 && !f.cfg.Follow {
+				if head := f.head.Load(); head > 0 && f.held[n-1].h.Seq < head {
+					// Short of the head: a stalled relay, whose next frames may come before
+					// StopTime. The held frames come again after the last kept one.
+					return errReconnect{fmt.Errorf("no frame for %s while %d short of the relay's head %d", f.cfg.IdleTimeout, head-f.held[n-1].h.Seq, head)}
+				}
+				// At the head, or no head known: the stream's end, after frames at or after
+				// StopTime.
 				f.untilReached(" (the stream went quiet)")
 				return errDone
 			}
@@ -349,8 +366,10 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 				if head == 0 {
 					return errIdle
 				}
-				if head < f.last {
-					return behindError("its head", head, f.last)
+				if head < f.cfg.After {
+					// Against the spool's last seq at the start: a head probed during the run is
+					// a snapshot that frames kept meanwhile may pass.
+					return behindError("its head", head, f.cfg.After)
 				}
 				if f.last >= head {
 					return errDone
@@ -369,7 +388,6 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 				return errReconnect{r.err}
 			}
 			idle.Reset(f.cfg.IdleTimeout)
-			before := f.last
 			err := f.handle(r.frame, first)
 			first = false
 			if cap(r.frame) <= 1<<20 {
@@ -380,10 +398,10 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 			}
 			if err == nil {
 				pending = true
-				// Only a kept frame makes the session productive: a relay that repeats the
-				// cursor's event (inclusive replay) sends a duplicate on every connection, and a
-				// connection that then fails at once must back off all the same.
-				if !productive && f.last > before {
+				// Only a frame past the cursor makes the session productive: a relay that
+				// repeats the cursor's event (inclusive replay) sends a duplicate on every
+				// connection, and a connection that then fails at once must back off all the same.
+				if !productive && f.moved {
 					productive = true
 					f.attempts = 0
 				}
@@ -443,7 +461,7 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 	}
 	if f.fresh {
 		f.fresh = false
-		if f.cursor > 0 && h.Seq < f.cursor && f.cursor <= f.last {
+		if f.cursor > 0 && h.Seq < f.cursor && f.cursor <= f.last && h.Kind != decode.KindUnknown {
 			return behindError("the first frame after the cursor", h.Seq, f.cursor)
 		}
 		f.checkResumeGap(h)
@@ -465,14 +483,13 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 		}
 		return nil
 	}
-	if !f.cfg.MinTime.IsZero() {
-		if !h.Time.IsZero() && h.Time.Before(f.cfg.MinTime) {
-			st.BeforeStart.Add(1)
-			return nil
-		}
-		f.cfg.MinTime = time.Time{} // in the window: keep everything from here on
+	f.moved = true
+	if !f.cfg.MinTime.IsZero() && !h.Time.IsZero() && h.Time.Before(f.cfg.MinTime) {
+		st.BeforeStart.Add(1)
+		return nil
 	}
-	if !f.cfg.StopTime.IsZero() && !h.Time.IsZero() && !h.Time.Before(f.cfg.StopTime) {
+	if !f.cfg.StopTime.IsZero() && (!h.Time.Before(f.cfg.StopTime) || (h.Time.IsZero() && len(f.held) > 0)) {
+		// A frame without a time says nothing either way: it waits with the held ones.
 		return f.hold(h, frame)
 	}
 	// A frame before StopTime after held ones: theirs were clocks running ahead, not the end.
@@ -515,6 +532,7 @@ func (f *fetcher) keep(h decode.Header, frame []byte) error {
 	if err := f.sink.Append(h.Seq, h.Time, frame); err != nil {
 		return fmt.Errorf("append frame %d: %w", h.Seq, err)
 	}
+	f.cfg.MinTime = time.Time{} // in the window: keep everything from here on
 	f.last = h.Seq
 	if !h.Time.IsZero() {
 		f.lastTime = h.Time
@@ -535,7 +553,9 @@ func (f *fetcher) keep(h decode.Header, frame []byte) error {
 // StopTime may come from a clock running ahead, amid events still before it. So such frames
 // are held back, and kept after all when a frame before StopTime follows them; the fetch stops,
 // keeping none of them, once untilConfirm of them came in a row (or untilHeldBytes of frames),
-// or when the stream ends or goes quiet while it holds some.
+// at the stop seq, or when the stream goes quiet at the relay's head (or with no head known)
+// while it holds some; quiet short of the head is a stall, and the fetch reconnects. Frames
+// without a time that come while some are held wait with them.
 const (
 	untilConfirm   = 32
 	untilHeldBytes = 16 << 20
@@ -551,7 +571,10 @@ type heldFrame struct {
 func (f *fetcher) hold(h decode.Header, frame []byte) error {
 	f.held = append(f.held, heldFrame{h: h, frame: bytes.Clone(frame)})
 	f.heldBytes += len(frame)
-	if len(f.held) < untilConfirm && f.heldBytes < untilHeldBytes {
+	if !h.Time.IsZero() {
+		f.heldPast++
+	}
+	if f.heldPast < untilConfirm && f.heldBytes < untilHeldBytes {
 		return nil
 	}
 	f.untilReached("")
@@ -567,7 +590,7 @@ func (f *fetcher) untilReached(why string) {
 
 func (f *fetcher) dropHeld() {
 	clear(f.held)
-	f.held, f.heldBytes = f.held[:0], 0
+	f.held, f.heldBytes, f.heldPast = f.held[:0], 0, 0
 }
 
 func truncate(s string, n int) string {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
+	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/events"
 
 	"github.com/backfill/backfill/firehose"
@@ -312,6 +313,31 @@ func TestFetchPermanentErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a page once connected", func(t *testing.T) {
+		// After a served connection, a page instead of the upgrade is the relay's moment
+		// (maintenance, a CDN): retried, and the fetch goes on.
+		r := newRelay(t, relaytest.Config{Seed: 19, Users: 5, Events: 100})
+		r.Faults().Add(relaytest.Fault{Kind: relaytest.FaultStall, After: 50})
+		done := make(chan error, 1)
+		var sink sliceSink
+		go func() {
+			done <- firehose.Fetch(context.Background(), firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), Head: r.Head(), Logger: testLogger(t),
+				IdleTimeout: 300 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, &sink, &firehose.Stats{})
+		}()
+		for len(r.Conns()) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		r.Faults().Reject(http.StatusOK, 2)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(sink.seqs) != 100 {
+			t.Errorf("kept %d frames, want 100", len(sink.seqs))
+		}
+		if n := len(r.Conns()); n != 4 {
+			t.Errorf("%d connection attempts, want 4 (served, two pages, served)", n)
+		}
+	})
 	t.Run("bad urls", func(t *testing.T) {
 		for _, u := range []string{"", "ftp://x", "wss://", "wss://host/some/other/path"} {
 			if _, err := firehose.Endpoint(u); !errors.Is(err, firehose.ErrPermanent) {
@@ -484,6 +510,51 @@ func TestFetchStops(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[399].Seq))
+	})
+	t.Run("until time with a clock running ahead, then a stall", func(t *testing.T) {
+		// The relay stalls right after the frame whose clock runs ahead, short of its head:
+		// the fetch reconnects and goes on to the real stop.
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 17, Users: 10, Events: 300, Interval: time.Second})
+		seq := r.Head() + 1
+		var buf bytes.Buffer
+		ahead := &events.XRPCStreamEvent{RepoIdentity: &comatproto.SyncSubscribeRepos_Identity{Did: "did:plc:skewed", Seq: seq, Time: "2099-01-01T00:00:00.000Z"}}
+		if err := ahead.Serialize(&buf); err != nil {
+			t.Fatal(err)
+		}
+		r.AppendRaw(relaytest.KindIdentity, buf.Bytes())
+		r.Append(200)
+		r.Faults().Add(relaytest.Fault{Kind: relaytest.FaultStall, After: 301})
+		log := r.Log()
+		dir := t.TempDir()
+		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: log[400].Time, Head: r.Head()}, &firehose.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[399].Seq))
+	})
+	t.Run("until time, then a frame without a time", func(t *testing.T) {
+		// Frames at or after the stop time, then one whose time is not a text (an unknown
+		// type: read, with its seq and no time), then more at or after the stop time: none of
+		// them is kept.
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 18, Users: 10, Events: 300, Interval: time.Second})
+		seq := r.Head() + 1
+		var raw []byte
+		for _, m := range []map[string]any{{"op": int64(1), "t": "#foo"}, {"seq": seq, "time": int64(5)}} {
+			b, err := atdata.MarshalCBOR(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw = append(raw, b...)
+		}
+		r.AppendRaw(relaytest.KindFoo, raw)
+		r.Append(50)
+		log := r.Log()
+		dir := t.TempDir()
+		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: log[295].Time, Head: r.Head()}, &firehose.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[294].Seq))
 	})
 	t.Run("head while live events arrive", func(t *testing.T) {
 		t.Parallel()
