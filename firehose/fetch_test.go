@@ -488,50 +488,34 @@ func TestFetchStops(t *testing.T) {
 			sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[i-1].Seq))
 		}
 	})
-	t.Run("until time with a clock running ahead", func(t *testing.T) {
+	for _, stall := range []bool{false, true} {
 		// An event whose PDS's clock runs years ahead, amid events before the stop time: kept
-		// with them, and the fetch goes on to the real stop.
-		t.Parallel()
-		r := newRelay(t, relaytest.Config{Seed: 15, Users: 10, Events: 300, Interval: time.Second})
-		seq := r.Head() + 1
-		var buf bytes.Buffer
-		ahead := &events.XRPCStreamEvent{RepoIdentity: &comatproto.SyncSubscribeRepos_Identity{Did: "did:plc:skewed", Seq: seq, Time: "2099-01-01T00:00:00.000Z"}}
-		if err := ahead.Serialize(&buf); err != nil {
-			t.Fatal(err)
-		}
-		if got := r.AppendRaw(relaytest.KindIdentity, buf.Bytes()); got != seq {
-			t.Fatalf("appended at seq %d, want %d", got, seq)
-		}
-		r.Append(200)
-		log := r.Log()
-		until := log[400].Time
-		dir := t.TempDir()
-		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: until, Head: r.Head()}, &firehose.Stats{}); err != nil {
-			t.Fatal(err)
-		}
-		sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[399].Seq))
-	})
-	t.Run("until time with a clock running ahead, then a stall", func(t *testing.T) {
-		// The relay stalls right after the frame whose clock runs ahead, short of its head:
-		// the fetch reconnects and goes on to the real stop.
-		t.Parallel()
-		r := newRelay(t, relaytest.Config{Seed: 17, Users: 10, Events: 300, Interval: time.Second})
-		seq := r.Head() + 1
-		var buf bytes.Buffer
-		ahead := &events.XRPCStreamEvent{RepoIdentity: &comatproto.SyncSubscribeRepos_Identity{Did: "did:plc:skewed", Seq: seq, Time: "2099-01-01T00:00:00.000Z"}}
-		if err := ahead.Serialize(&buf); err != nil {
-			t.Fatal(err)
-		}
-		r.AppendRaw(relaytest.KindIdentity, buf.Bytes())
-		r.Append(200)
-		r.Faults().Add(relaytest.Fault{Kind: relaytest.FaultStall, After: 301})
-		log := r.Log()
-		dir := t.TempDir()
-		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: log[400].Time, Head: r.Head()}, &firehose.Stats{}); err != nil {
-			t.Fatal(err)
-		}
-		sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[399].Seq))
-	})
+		// with them, and the fetch goes on to the real stop, also when the relay stalls right
+		// after it, short of its head (the fetch reconnects).
+		t.Run(fmt.Sprintf("until time with a clock running ahead, stall=%v", stall), func(t *testing.T) {
+			t.Parallel()
+			r := newRelay(t, relaytest.Config{Seed: 15, Users: 10, Events: 300, Interval: time.Second})
+			seq := r.Head() + 1
+			var buf bytes.Buffer
+			ahead := &events.XRPCStreamEvent{RepoIdentity: &comatproto.SyncSubscribeRepos_Identity{Did: "did:plc:skewed", Seq: seq, Time: "2099-01-01T00:00:00.000Z"}}
+			if err := ahead.Serialize(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.AppendRaw(relaytest.KindIdentity, buf.Bytes()); got != seq {
+				t.Fatalf("appended at seq %d, want %d", got, seq)
+			}
+			r.Append(200)
+			if stall {
+				r.Faults().Add(relaytest.Fault{Kind: relaytest.FaultStall, After: 301})
+			}
+			log := r.Log()
+			dir := t.TempDir()
+			if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: log[400].Time, Head: r.Head()}, &firehose.Stats{}); err != nil {
+				t.Fatal(err)
+			}
+			sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[399].Seq))
+		})
+	}
 	t.Run("until time, then a frame without a time", func(t *testing.T) {
 		// Frames at or after the stop time, then one whose time is not a text (an unknown
 		// type: read, with its seq and no time), then more at or after the stop time: none of
