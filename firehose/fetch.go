@@ -25,14 +25,17 @@ type Sink interface {
 // the spool's frames come from another relay, or the relay's sequence was reset.
 var ErrFutureCursor = errors.New("firehose: relay says the cursor is in the future")
 
-// ErrRelayBehind is returned when the relay's sequence is behind the frames already kept, which
-// a relay that does not answer FutureCursor (indigo's relay streams live frames instead) shows
-// by its head, or by the first frame of a connection, being below the cursor asked for.
-var ErrRelayBehind = errors.New("firehose: the relay's sequence is behind the spool")
+// ErrRelayBehind is returned when the relay's sequence is behind the cursor asked for or the
+// frames already kept, which a relay that does not answer FutureCursor (indigo's relay streams
+// live frames instead) shows by its head, or by the first frame of a connection, being below.
+var ErrRelayBehind = errors.New("firehose: the relay's sequence is behind the cursor")
 
 // behindError says that the relay's seq (its head, or a connection's first frame) is below
-// after, the seq the spool already holds from it.
-func behindError(what string, seq, after int64) error {
+// after: the seq the spool already holds from it (kept), or the cursor asked for.
+func behindError(what string, seq, after int64, kept bool) error {
+	if !kept {
+		return fmt.Errorf("%w: %s is seq %d, below the cursor %d asked for: the relay does not have that position yet (a cursor means nothing on another relay)", ErrRelayBehind, what, seq, after)
+	}
 	return fmt.Errorf("%w: %s is seq %d, below seq %d already kept: the relay's sequence was reset, or the spool's frames come from another relay (a cursor means nothing on another relay); use a new --spool", ErrRelayBehind, what, seq, after)
 }
 
@@ -104,7 +107,7 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 	f.defaults()
 	st.LastSeq.Store(cfg.After)
 	if cfg.Head > 0 && cfg.Head < cfg.After {
-		return behindError("its head", cfg.Head, cfg.After)
+		return behindError("its head", cfg.Head, cfg.After, true)
 	}
 	f.setHead(cfg.Head)
 	if cfg.Head == 0 && cfg.HeadProbe != nil && !cfg.Follow {
@@ -113,13 +116,13 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 		go func() {
 			if pt, ok, err := cfg.HeadProbe.Head(pctx); err == nil && ok {
 				f.setHead(pt.Seq)
-				cfg.Logger.Info("relay head", "seq", pt.Seq, "time", pt.Time.Format(time.RFC3339))
+				f.cfg.Logger.Info("relay head", "seq", pt.Seq, "time", pt.Time.Format(time.RFC3339))
 			}
 		}()
 	}
 	var err error
 	if stop := f.stop.Load(); stop > 0 && f.last >= stop {
-		cfg.Logger.Info("the spool already reaches the stop point", "last_seq", f.last, "stop_seq", stop)
+		f.cfg.Logger.Info("the spool already reaches the stop point", "last_seq", f.last, "stop_seq", stop)
 	} else {
 		err = f.run(ctx)
 	}
@@ -228,14 +231,22 @@ func (f *fetcher) run(ctx context.Context) error {
 		case errors.Is(err, errIdle):
 			// Quiet: caught up, or a stalled connection? A fresh connection from the last kept
 			// seq tells them apart: it delivers at once what a stalled one was holding back.
+			// With frames held (see untilConfirm), after the last of them.
 			p := &Prober{Endpoint: f.cfg.Endpoint, Dial: f.cfg.Dial, Wait: f.cfg.IdleTimeout}
 			last := f.last
+			if n := len(f.held); n > 0 {
+				last = f.held[n-1].h.Seq
+			}
 			pt, ok, _, perr := p.First(ctx, &last)
-			if perr == nil && (!ok || pt.Seq <= f.last) {
+			if perr == nil && (!ok || pt.Seq <= last) {
+				if len(f.held) > 0 {
+					f.untilReached(" (the stream ended)")
+					return nil
+				}
 				f.cfg.Logger.Info("replay went idle: caught up with the relay", "last_seq", f.last)
 				return nil
 			}
-			err = errReconnect{fmt.Errorf("replay went idle but the relay has more after seq %d", f.last)}
+			err = errReconnect{fmt.Errorf("replay went idle but the relay has more after seq %d", last)}
 			if perr != nil {
 				err = errReconnect{perr}
 			}
@@ -356,8 +367,10 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 					// StopTime. The held frames come again after the last kept one.
 					return errReconnect{fmt.Errorf("no frame for %s while %d short of the relay's head %d", f.cfg.IdleTimeout, head-f.held[n-1].h.Seq, head)}
 				}
-				// At the head, or no head known: the stream's end, after frames at or after
-				// StopTime.
+				if f.head.Load() == 0 {
+					return errIdle // run asks the relay whether more follows the held frames
+				}
+				// At the head: the stream's end, after frames at or after StopTime.
 				f.untilReached(" (the stream went quiet)")
 				return errDone
 			}
@@ -365,11 +378,6 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 				head := f.head.Load()
 				if head == 0 {
 					return errIdle
-				}
-				if head < f.cfg.After {
-					// Against the spool's last seq at the start: a head probed during the run is
-					// a snapshot that frames kept meanwhile may pass.
-					return behindError("its head", head, f.cfg.After)
 				}
 				if f.last >= head {
 					return errDone
@@ -459,10 +467,12 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 		f.cfg.Logger.Debug("frame without seq ignored", "type", truncate(h.Type, 64))
 		return nil
 	}
-	if f.fresh {
+	if f.fresh && h.Kind != decode.KindUnknown {
+		// The first frame of a known type (an unknown type's seq may be anything) after the
+		// cursor: a relay replays from after it (or from it, inclusive), never from before.
 		f.fresh = false
-		if f.cursor > 0 && h.Seq < f.cursor && f.cursor <= f.last && h.Kind != decode.KindUnknown {
-			return behindError("the first frame after the cursor", h.Seq, f.cursor)
+		if f.cursor > 0 && h.Seq < f.cursor {
+			return behindError("the first frame after the cursor", h.Seq, f.cursor, f.cursor <= f.last)
 		}
 		f.checkResumeGap(h)
 	}
@@ -484,7 +494,9 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 		return nil
 	}
 	f.moved = true
-	if !f.cfg.MinTime.IsZero() && !h.Time.IsZero() && h.Time.Before(f.cfg.MinTime) {
+	if !f.cfg.MinTime.IsZero() && (h.Time.IsZero() || h.Time.Before(f.cfg.MinTime)) {
+		// Before the first frame at or after MinTime, in seq order: before the window, a frame
+		// without a time too.
 		st.BeforeStart.Add(1)
 		return nil
 	}

@@ -488,11 +488,12 @@ func TestFetchStops(t *testing.T) {
 			sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[i-1].Seq))
 		}
 	})
-	for _, stall := range []bool{false, true} {
+	for _, tc := range []struct{ stall, head bool }{{false, true}, {true, true}, {true, false}} {
 		// An event whose PDS's clock runs years ahead, amid events before the stop time: kept
 		// with them, and the fetch goes on to the real stop, also when the relay stalls right
-		// after it, short of its head (the fetch reconnects).
-		t.Run(fmt.Sprintf("until time with a clock running ahead, stall=%v", stall), func(t *testing.T) {
+		// after it, short of its head, known or not (the fetch reconnects).
+		stall := tc.stall
+		t.Run(fmt.Sprintf("until time with a clock running ahead, stall=%v head=%v", tc.stall, tc.head), func(t *testing.T) {
 			t.Parallel()
 			r := newRelay(t, relaytest.Config{Seed: 15, Users: 10, Events: 300, Interval: time.Second})
 			seq := r.Head() + 1
@@ -510,35 +511,41 @@ func TestFetchStops(t *testing.T) {
 			}
 			log := r.Log()
 			dir := t.TempDir()
-			if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: log[400].Time, Head: r.Head()}, &firehose.Stats{}); err != nil {
+			cfg := firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: log[400].Time}
+			if tc.head {
+				cfg.Head = r.Head()
+			}
+			if err := fetchInto(t, dir, cfg, &firehose.Stats{}); err != nil {
 				t.Fatal(err)
 			}
 			sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[399].Seq))
 		})
 	}
-	t.Run("until time, then a frame without a time", func(t *testing.T) {
-		// Frames at or after the stop time, then one whose time is not a text (an unknown
-		// type: read, with its seq and no time), then more at or after the stop time: none of
-		// them is kept.
+	t.Run("days window, a frame without a time before it", func(t *testing.T) {
+		// A frame whose time is not a text (an unknown type: read, with its seq and no time)
+		// before the first frame at or after MinTime is before the window, as the others are.
 		t.Parallel()
-		r := newRelay(t, relaytest.Config{Seed: 18, Users: 10, Events: 300, Interval: time.Second})
-		seq := r.Head() + 1
-		var raw []byte
-		for _, m := range []map[string]any{{"op": int64(1), "t": "#foo"}, {"seq": seq, "time": int64(5)}} {
-			b, err := atdata.MarshalCBOR(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw = append(raw, b...)
-		}
-		r.AppendRaw(relaytest.KindFoo, raw)
-		r.Append(50)
+		r := newRelay(t, relaytest.Config{Seed: 20, Users: 10, Events: 300, Interval: time.Second})
+		r.AppendRaw(relaytest.KindFoo, untimedFrame(t, r.Head()+1))
+		r.Append(100)
 		log := r.Log()
 		dir := t.TempDir()
-		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), StopTime: log[295].Time, Head: r.Head()}, &firehose.Stats{}); err != nil {
+		if err := fetchInto(t, dir, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), MinTime: log[350].Time, Head: r.Head()}, &firehose.Stats{}); err != nil {
 			t.Fatal(err)
 		}
-		sameRecords(t, readAll(t, dir), wantFrames(r, 0, log[294].Seq))
+		sameRecords(t, readAll(t, dir), wantFrames(r, log[350].Seq, 0))
+	})
+	t.Run("head probed, no logger", func(t *testing.T) {
+		// Config.Logger is optional: the head probe's goroutine logs through the default.
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 21, Users: 5, Events: 100, LiveRate: 100})
+		u := endpoint(t, r)
+		var sink sliceSink
+		err := firehose.Fetch(context.Background(), firehose.Config{Endpoint: u, Cursor: cursor(0), HeadProbe: &firehose.Prober{Endpoint: u, Wait: 2 * time.Second},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, IdleTimeout: 2 * time.Second}, &sink, &firehose.Stats{})
+		if err != nil || len(sink.seqs) < 100 {
+			t.Fatalf("got %v with %d frames, want the 100 replayed and more", err, len(sink.seqs))
+		}
 	})
 	t.Run("head while live events arrive", func(t *testing.T) {
 		t.Parallel()
@@ -650,6 +657,21 @@ func TestFindStart(t *testing.T) {
 	})
 }
 
+// untimedFrame returns a frame of a type no one knows, with seq and a time that is not a
+// text: it is read with its seq and no time.
+func untimedFrame(t *testing.T, seq int64) []byte {
+	t.Helper()
+	var raw []byte
+	for _, m := range []map[string]any{{"op": int64(1), "t": "#foo"}, {"seq": seq, "time": int64(5)}} {
+		b, err := atdata.MarshalCBOR(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, b...)
+	}
+	return raw
+}
+
 // sliceSink keeps the seqs appended to it.
 type sliceSink struct{ seqs []int64 }
 
@@ -673,6 +695,43 @@ func TestFetchRelayBehind(t *testing.T) {
 			cfg.HeadProbe = &firehose.Prober{Endpoint: cfg.Endpoint, Wait: 2 * time.Second}
 		},
 	}
+	// A start cursor past the head, nothing kept: the relay does not have that position yet.
+	t.Run("start cursor past the head", func(t *testing.T) {
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 12, Users: 5, Events: 50, LiveRate: 200, NoFutureCursor: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var sink sliceSink
+		err := firehose.Fetch(ctx, firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(1000), Follow: true, Logger: testLogger(t)}, &sink, &firehose.Stats{})
+		if !errors.Is(err, firehose.ErrRelayBehind) || len(sink.seqs) != 0 {
+			t.Fatalf("got %v and %d frames kept, want ErrRelayBehind and none", err, len(sink.seqs))
+		}
+	})
+	// The first live frame is of an unknown type, whose seq proves nothing: the first known
+	// one does.
+	t.Run("first frame of an unknown type", func(t *testing.T) {
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 12, Users: 5, Events: 50, NoFutureCursor: true})
+		done := make(chan error, 1)
+		var sink sliceSink
+		go func() {
+			done <- firehose.Fetch(context.Background(), firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(1000), After: 1000, Follow: true, Logger: testLogger(t)}, &sink, &firehose.Stats{})
+		}()
+		for len(r.Conns()) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		// The connection streams what the log gains from its request on.
+		r.AppendRaw(relaytest.KindFoo, untimedFrame(t, r.Head()+1))
+		r.Append(5)
+		select {
+		case err := <-done:
+			if !errors.Is(err, firehose.ErrRelayBehind) || len(sink.seqs) != 0 {
+				t.Fatalf("got %v and %d frames kept, want ErrRelayBehind and none", err, len(sink.seqs))
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the fetch went on below the cursor")
+		}
+	})
 	for name, tweak := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
