@@ -188,6 +188,28 @@ func TestUsageResumeEmptySpool(t *testing.T) {
 	}
 }
 
+// TestUsageResumeGap resumes with an empty spool from the database's mark on a relay that no
+// longer holds it and, as indigo's relay does, replays from its oldest event without a word:
+// the jump in event time is warned of, with the mark's time from backfill_loader.
+func TestUsageResumeGap(t *testing.T) {
+	t.Parallel()
+	r := startRelay(t, relaytest.Config{Seed: 309, Users: 20, Events: 600, Interval: 5 * time.Second, Retention: 200, NoOutdatedInfo: true})
+	dsn := newDatabase(t)
+	if code := backfill(t, "--days", "-1", "--relay-url", r.URL(), "--database-url", dsn, "--spool", t.TempDir(), "--idle-timeout", "1s"); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	r.Append(400) // the relay now holds seqs 801-1000: 801 is 1,000 s of events after the mark, 600
+	cmd := exec.Command(binary(t), "--resume", "--relay-url", r.URL(), "--database-url", dsn, "--spool", t.TempDir(),
+		"--idle-timeout", "1s", "--progress", "none", "--log-level", "warn")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("--resume: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "the relay resumed far later than the last kept event") {
+		t.Errorf("no warning of the gap:\n%s", out)
+	}
+}
+
 // TestMetrics serves /metrics and the status page during a run.
 func TestMetrics(t *testing.T) {
 	t.Parallel()

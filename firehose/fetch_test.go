@@ -535,6 +535,30 @@ func TestFetchStops(t *testing.T) {
 		}
 		sameRecords(t, readAll(t, dir), wantFrames(r, log[350].Seq, 0))
 	})
+	t.Run("days window and until time, a clock running ahead, then a drop", func(t *testing.T) {
+		// The frame whose clock runs ahead comes before the --days window and is held; the
+		// connection drops before anything is kept. The replay from the start is still
+		// outside the window until its first frame at or after MinTime.
+		t.Parallel()
+		r := newRelay(t, relaytest.Config{Seed: 22, Users: 10, Events: 300, Interval: time.Second})
+		var buf bytes.Buffer
+		ahead := &events.XRPCStreamEvent{RepoIdentity: &comatproto.SyncSubscribeRepos_Identity{Did: "did:plc:skewed", Seq: r.Head() + 1, Time: "2099-01-01T00:00:00.000Z"}}
+		if err := ahead.Serialize(&buf); err != nil {
+			t.Fatal(err)
+		}
+		skewed := r.AppendRaw(relaytest.KindIdentity, buf.Bytes())
+		r.Append(200)
+		r.Faults().Add(relaytest.Fault{Kind: relaytest.FaultDrop, After: 301})
+		log := r.Log()
+		dir := t.TempDir()
+		cfg := firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(0), MinTime: log[350].Time, StopTime: log[450].Time, Head: r.Head()}
+		if err := fetchInto(t, dir, cfg, &firehose.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+		// The held frame is kept once a frame in the window follows it.
+		want := append(wantFrames(r, skewed, skewed), wantFrames(r, log[350].Seq, log[449].Seq)...)
+		sameRecords(t, readAll(t, dir), want)
+	})
 	t.Run("head probed, no logger", func(t *testing.T) {
 		// Config.Logger is optional: the head probe's goroutine logs through the default.
 		t.Parallel()
