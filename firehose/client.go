@@ -96,19 +96,25 @@ func (e *DialError) Error() string {
 
 func (e *DialError) Unwrap() error { return e.Err }
 
-// Permanent reports whether retrying cannot heal the error: any 4xx but 408 and 429; a
-// redirect (not followed: the URL to use is in the message) or a 2xx page instead of the
-// upgrade (the URL is not a firehose endpoint); a server that does not speak TLS on a wss://
-// URL (a scheme-less URL means wss://, a local PDS or relay may want ws://).
-func (e *DialError) Permanent() bool {
-	switch {
-	case e.Status >= 400 && e.Status < 500:
-		return e.Status != http.StatusTooManyRequests && e.Status != http.StatusRequestTimeout
-	case e.Status >= 200 && e.Status < 400:
+// Permanent reports whether retrying cannot heal the error: a refusal (refused) or an answer
+// from something that is not a firehose endpoint (wrongURL).
+func (e *DialError) Permanent() bool { return e.refused() || e.wrongURL() }
+
+// refused reports a 4xx but 408 and 429.
+func (e *DialError) refused() bool {
+	return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusTooManyRequests && e.Status != http.StatusRequestTimeout
+}
+
+// wrongURL reports a redirect (not followed: the URL to use is in the message), a 2xx page
+// instead of the upgrade, or a server that does not speak TLS on a wss:// URL (a scheme-less URL
+// means wss://, a local PDS or relay may want ws://). On a URL that was served before, these
+// are the server's moment (maintenance, a CDN) rather than a wrong URL.
+func (e *DialError) wrongURL() bool {
+	if e.Status >= 200 && e.Status < 400 {
 		return true
 	}
 	var rh tls.RecordHeaderError
-	return errors.As(e.Err, &rh)
+	return e.Status == 0 && errors.As(e.Err, &rh)
 }
 
 // Conn is one websocket connection to a firehose endpoint. Not safe for concurrent reads.

@@ -133,21 +133,21 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 }
 
 type fetcher struct {
-	cfg      Config
-	head     atomic.Int64 // the relay's head at the start, 0 while unknown
-	stop     atomic.Int64 // the effective stop seq: StopSeq, or the head when earlier
-	sink     Sink
-	st       *Stats
-	last     int64     // last kept seq
-	lastTime time.Time // its event time, when known
-	limiter  *limiter
-	attempts int
+	cfg       Config
+	head      atomic.Int64 // the relay's head at the start, 0 while unknown
+	stop      atomic.Int64 // the effective stop seq: StopSeq, or the head when earlier
+	sink      Sink
+	st        *Stats
+	last      int64     // last kept seq
+	lastTime  time.Time // its event time, when known
+	limiter   *limiter
+	attempts  int
+	connected bool // a connection of this fetch was upgraded
 	// The cursor the current connection asked for (0: none), and whether a frame with a seq
 	// came on it yet: the first may repeat the cursor (inclusive replay) but not be below it.
-	connected bool // a connection of this fetch was upgraded
-	cursor    int64
-	fresh     bool
-	outdated  bool // the connection began with #info OutdatedCursor
+	cursor   int64
+	fresh    bool
+	outdated bool // the connection began with #info OutdatedCursor
 	// Frames at or after StopTime not kept yet, on the current connection (see untilConfirm).
 	held      []heldFrame
 	heldBytes int
@@ -156,6 +156,14 @@ type fetcher struct {
 	// frames behind it are not): the session makes progress, and a later failure backs off
 	// from the start again.
 	moved bool
+}
+
+// lastSeen returns the last seq kept or held (see untilConfirm).
+func (f *fetcher) lastSeen() int64 {
+	if n := len(f.held); n > 0 {
+		return f.held[n-1].h.Seq
+	}
+	return f.last
 }
 
 // setHead records the head (0: unknown) and derives the stop seq from it and StopSeq.
@@ -233,10 +241,7 @@ func (f *fetcher) run(ctx context.Context) error {
 			// seq tells them apart: it delivers at once what a stalled one was holding back.
 			// With frames held (see untilConfirm), after the last of them.
 			p := &Prober{Endpoint: f.cfg.Endpoint, Dial: f.cfg.Dial, Wait: f.cfg.IdleTimeout}
-			last := f.last
-			if n := len(f.held); n > 0 {
-				last = f.held[n-1].h.Seq
-			}
+			last := f.lastSeen()
 			pt, ok, _, perr := p.First(ctx, &last)
 			if perr == nil && (!ok || pt.Seq <= last) {
 				if len(f.held) > 0 {
@@ -275,10 +280,8 @@ func (f *fetcher) connect(ctx context.Context, cursor *int64) (*Conn, error) {
 			return nil, ctx.Err()
 		}
 		var de *DialError
-		// Once a connection of this fetch was served, a redirect or a page instead of the
-		// upgrade is the relay's moment (maintenance, a CDN), not a wrong URL: retried. A 4xx
-		// stays permanent.
-		if errors.As(err, &de) && de.Permanent() && (!f.connected || (de.Status >= 400 && de.Status < 500)) {
+		// Once a connection of this fetch was served, only a refusal is permanent.
+		if errors.As(err, &de) && (de.refused() || (!f.connected && de.wrongURL())) {
 			return nil, fmt.Errorf("%w: %v (the relay refuses this request; check --relay-url)", ErrPermanent, err)
 		}
 		wait := f.backoff()
@@ -300,8 +303,11 @@ func (f *fetcher) backoff() time.Duration {
 		d = f.cfg.MaxBackoff
 	}
 	f.attempts++
-	return d/2 + rand.N(d/2+1)
+	return jitter(d)
 }
+
+// jitter returns a wait between d/2 and d.
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
 
 type readResult struct {
 	frame []byte
@@ -361,14 +367,14 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 			}
 			continue
 		case <-idle.C:
-			if n := len(f.held); n > 0 && !f.cfg.Follow {
-				if head := f.head.Load(); head > 0 && f.held[n-1].h.Seq < head {
+			if len(f.held) > 0 && !f.cfg.Follow {
+				switch head, last := f.head.Load(), f.lastSeen(); {
+				case head == 0:
+					return errIdle // run asks the relay whether more follows the held frames
+				case last < head:
 					// Short of the head: a stalled relay, whose next frames may come before
 					// StopTime. The held frames come again after the last kept one.
-					return errReconnect{fmt.Errorf("no frame for %s while %d short of the relay's head %d", f.cfg.IdleTimeout, head-f.held[n-1].h.Seq, head)}
-				}
-				if f.head.Load() == 0 {
-					return errIdle // run asks the relay whether more follows the held frames
+					return errReconnect{fmt.Errorf("no frame for %s while %d short of the relay's head %d", f.cfg.IdleTimeout, head-last, head)}
 				}
 				// At the head: the stream's end, after frames at or after StopTime.
 				f.untilReached(" (the stream went quiet)")
@@ -479,10 +485,7 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 	if stop := f.stop.Load(); stop > 0 && h.Seq > stop {
 		return errDone // past the stop point (seqs have gaps): keep nothing beyond it
 	}
-	last := f.last
-	if n := len(f.held); n > 0 {
-		last = f.held[n-1].h.Seq
-	}
+	last := f.lastSeen()
 	if h.Seq <= last {
 		if h.Seq == last {
 			st.Duplicates.Add(1)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"time"
 
@@ -47,7 +46,7 @@ func (p *Prober) dial(ctx context.Context, cursor *int64) (*Conn, error) {
 		if attempt == probeAttempts || ctx.Err() != nil || (errors.As(err, &de) && de.Permanent()) {
 			return nil, err
 		}
-		d := wait/2 + rand.N(wait/2+1)
+		d := jitter(wait)
 		if de != nil && de.RetryAfter > 0 {
 			d = max(d, min(de.RetryAfter, 30*time.Second))
 		}
