@@ -128,6 +128,11 @@ func readCursor(ctx context.Context, dsn, service string) (seq int64, ok bool, e
 		return 0, false, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	return readCursorOn(ctx, conn, service)
+}
+
+// readCursorOn is readCursor on an open connection.
+func readCursorOn(ctx context.Context, conn *pgx.Conn, service string) (seq int64, ok bool, err error) {
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT to_regclass('firehose_cursor') IS NOT NULL`).Scan(&exists); err != nil {
 		return 0, false, fmt.Errorf("look for firehose_cursor: %w", err)
@@ -165,7 +170,7 @@ func resumeCursor(ctx context.Context, dsn, service, host string) (int64, time.T
 	defer conn.Close(context.WithoutCancel(ctx))
 	type mark struct {
 		seq int64
-		t   *time.Time
+		t   time.Time // zero when unknown
 	}
 	marks := map[string]mark{}
 	var exists bool
@@ -179,10 +184,15 @@ func resumeCursor(ctx context.Context, dsn, service, host string) (int64, time.T
 		}
 		for rows.Next() {
 			var relay string
-			var m mark
-			if err := rows.Scan(&relay, &m.seq, &m.t); err != nil {
+			var seq int64
+			var t *time.Time
+			if err := rows.Scan(&relay, &seq, &t); err != nil {
 				rows.Close()
 				return 0, time.Time{}, fmt.Errorf("read backfill_loader: %w", err)
+			}
+			m := mark{seq: seq}
+			if t != nil {
+				m.t = t.UTC()
 			}
 			marks[relay] = m
 		}
@@ -191,18 +201,12 @@ func resumeCursor(ctx context.Context, dsn, service, host string) (int64, time.T
 		}
 	}
 	if m, ok := marks[host]; ok {
-		if m.t != nil {
-			return m.seq, m.t.UTC(), nil
-		}
-		return m.seq, time.Time{}, nil
+		return m.seq, m.t, nil
 	}
 	if len(marks) > 0 {
 		relays := slices.Sorted(maps.Keys(marks))
 		return 0, time.Time{}, fmt.Errorf("the spool is empty and the database holds what was loaded from %s, not from %s: a cursor means nothing on another relay; start with --days or --start-cursor", strings.Join(relays, ", "), host)
 	}
-	seq, ok, err := readCursor(ctx, dsn, service)
-	if err != nil || !ok {
-		return 0, time.Time{}, err
-	}
-	return seq, time.Time{}, nil
+	seq, _, err := readCursorOn(ctx, conn, service)
+	return seq, time.Time{}, err
 }
