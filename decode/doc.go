@@ -37,9 +37,9 @@
 // Ops and rows: every op of a commit yields one Op, in order. An op with a problem (bad path,
 // bad action, other collection, filtered collection, missing block, bad record, bad subject)
 // has no row; a delete never has one. A row survives a bad createdAt (the event time stands in,
-// ReasonBadTime), a bad reply URI (left empty, ReasonBadURI), cleaned text
-// (ReasonCleanedText, at most one per op) and a field without JSON (NULL, ReasonDroppedField). A filtered op keeps its Collection, deletes too: a
-// loader must not apply deletes of collections it filters. An op whose path is bad has
+// ReasonBadTime), a bad reply URI (left empty, ReasonBadURI), cleaned text (ReasonCleanedText,
+// at most one per op) and a field without JSON (NULL, ReasonDroppedField). A filtered op keeps
+// its Collection, deletes too: a loader must not apply deletes of collections it filters. An op whose path is bad has
 // Collection Other and no URI; one whose action is bad has Action 0. A profile op whose rkey
 // is not "self" has Collection Other. An event whose DID does not parse has a ReasonBadDID
 // problem (its DID cleaned); a commit with one has no ops. The frame header is read by hand

@@ -94,7 +94,8 @@ func messageType(t []byte) (string, Kind) {
 // of types this package does not know have no schema here: a field of another type than the
 // known types' (a seq that is not an integer, a time or message that is not text) is skipped
 // as absent, so that such a frame is still read: counted, stored when it has a seq, and an
-// error frame acted on by its name. The known types' fields must have their types, as indigo's decoders require.
+// error frame acted on by its name. The known types' fields must have their types, as indigo's
+// decoders require.
 func scanBody(r *cborReader, h *Header) error {
 	n, err := r.mapLen()
 	if err != nil {
