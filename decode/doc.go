@@ -41,8 +41,8 @@
 // at most one per op) and a field without JSON (NULL, ReasonDroppedField). A filtered op keeps
 // its Collection, deletes too: a loader must not apply deletes of collections it filters. An
 // op whose path is bad has Collection Other and no URI; one whose action is bad has Action 0.
-// A profile op whose rkey is not "self" has Collection Other. An event whose DID does not parse has a ReasonBadDID
-// problem (its DID cleaned); a commit with one has no ops. The frame header is read by hand
-// (cbor.go) for Decode and PeekHeader alike, and so are error frames ({error, message}), so
-// that this package need not import indigo's events package and its metrics.
+// A profile op whose rkey is not "self" has Collection Other. An event whose DID does not parse
+// has a ReasonBadDID problem (its DID cleaned); a commit with one has no ops. The frame header
+// is read by hand (cbor.go) for Decode and PeekHeader alike, and so are error frames ({error,
+// message}), so that this package need not import indigo's events package and its metrics.
 package decode
