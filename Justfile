@@ -4,8 +4,9 @@
 build:
     go build -o backfill .
 
-# Run the whole test suite as CI does (needs PostgreSQL on 127.0.0.1:5432)
+# Run the whole test suite as CI does (needs PostgreSQL on 127.0.0.1:5432 and Node.js)
 test:
+    npm ci --prefix interop
     go test -race -timeout 60m ./...
 
 # What CI runs: start PostgreSQL if needed, vet, test
