@@ -1,9 +1,9 @@
 // A real PDS (the reference TypeScript implementation, @atproto/pds) with a PLC directory in
-// memory, on loopback. It plays a script of account and record operations, writes what the
-// PDS then holds (by its own XRPC answers) as JSON to the file named by its first argument,
-// prints "READY <port>" and serves its firehose on the port of its second argument. A line
-// "more" on stdin plays a second round and answers READY again; the end of stdin stops it.
-// interop_test.go drives it; `npm ci --prefix interop` installs what it needs.
+// memory, on loopback: the PDS on the port of the second argument, the PLC directory on that
+// of the third (any free one when absent). It prints "UP <port>", then plays a script of
+// account and record operations in two rounds when told to on stdin (see command below),
+// writing what the PDS then holds (by its own XRPC answers) as JSON to the file named by its
+// first argument. interop_test.go drives it; `npm ci --prefix interop` installs its packages.
 import { createRequire } from 'node:module'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -14,11 +14,10 @@ const plc = require('@did-plc/server')
 const { PDS, envToCfg, envToSecrets } = require('@atproto/pds')
 const { Secp256k1Keypair } = require('@atproto/crypto')
 
-const out = process.argv[2]
-const port = Number(process.argv[3])
-if (!out || !port) throw new Error('usage: node pds.mjs <snapshot.json> <port>')
+const [out, port, plcPort] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4] ?? 0)]
+if (!out || !port) throw new Error('usage: node pds.mjs <snapshot.json> <port> [<PLC port>]')
 
-const plcServer = plc.PlcServer.create({ db: plc.Database.mock(), port: 0 })
+const plcServer = plc.PlcServer.create({ db: plc.Database.mock(), port: plcPort })
 const plcHTTP = await plcServer.start()
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'backfill-pds-'))
 const rotation = await Secp256k1Keypair.create({ exportable: true })
@@ -33,6 +32,22 @@ const env = {
 }
 const pds = await PDS.create(envToCfg(env), envToSecrets(env))
 await pds.start()
+
+// Commands on stdin: "play" plays the first round, "more" the second; each is answered by
+// "READY <port>" once the snapshot is written. The end of stdin stops the servers.
+const commands = (await import('node:readline')).createInterface({ input: process.stdin })[Symbol.asyncIterator]()
+async function command() {
+  const { value, done } = await commands.next()
+  return done ? null : value
+}
+async function stop() {
+  await pds.destroy()
+  await plcServer.destroy()
+  fs.rmSync(dir, { recursive: true, force: true })
+  process.exit(0)
+}
+console.log(`UP ${port}`)
+if ((await command()) !== 'play') await stop()
 
 const admin = 'Basic ' + Buffer.from('admin:interop-admin').toString('base64')
 async function xrpc(nsid, { body, auth, params, raw, type } = {}) {
@@ -158,8 +173,8 @@ await xrpc('com.atproto.identity.updateHandle', { auth: erin.jwt, body: { handle
 // the status of each account. The records of a deactivated or taken-down account are not
 // listed: they are those of the last snapshot that could list them (such accounts write
 // nothing here). A deleted account's repo is gone, and so are its events from the PDS's
-// sequencer (all but the #account that says so): a backfill no longer sees its records or
-// its handle.
+// sequencer (all but the #account that says so): a backfill from the PDS no longer sees its
+// records or its handle, one from a relay that saw them live does.
 const collections = ['app.bsky.feed.post', 'app.bsky.feed.like', 'app.bsky.feed.repost', 'app.bsky.graph.follow', 'app.bsky.graph.block', 'app.bsky.actor.profile']
 const listed = {}
 async function snapshot() {
@@ -170,7 +185,8 @@ async function snapshot() {
       status = await get('com.atproto.sync.getRepoStatus', { did: u.did })
     } catch (err) {
       if (!String(err).includes('RepoNotFound')) throw err
-      accounts.push({ name, did: u.did, handle: null, active: false, status: 'deleted', records: [] })
+      // history: what a relay that saw the account's events live still replays.
+      accounts.push({ name, did: u.did, handle: null, active: false, status: 'deleted', records: [], history: listed[name] })
       continue
     }
     if (status.active) {
@@ -186,7 +202,7 @@ async function snapshot() {
       }
       listed[name] = { handle: desc.handle, records }
     }
-    accounts.push({ name, did: u.did, ...listed[name], active: status.active, status: status.status ?? 'active' })
+    accounts.push({ name, did: u.did, ...listed[name], active: status.active, status: status.status ?? 'active', rev: status.rev })
   }
   fs.writeFileSync(out, JSON.stringify({ accounts }, null, 1))
 }
@@ -198,32 +214,30 @@ await xrpc('com.atproto.server.activateAccount', { auth: dave.jwt })
 await xrpc('com.atproto.server.deactivateAccount', { auth: carol.jwt, body: {} })
 await xrpc('com.atproto.admin.updateSubjectStatus', { auth: admin, body: { subject: { $type: 'com.atproto.admin.defs#repoRef', did: bob.did }, takedown: { applied: true, ref: 'interop' } } })
 await xrpc('com.atproto.admin.deleteAccount', { auth: admin, body: { did: erin.did } })
+// Each round ends every account with an event a relay's state shows (a commit, or a status that
+// differs from the one before): interop_test.go waits for a relay to reach those.
+await create(dave, 'app.bsky.feed.post', { text: 'back again', createdAt: at() })
 await snapshot()
 console.log(`READY ${port}`)
 
-// "more" on stdin: a second round of events, for a backfill that goes on from the first.
+// The second round, for a backfill that goes on from the first.
 async function more() {
+  await xrpc('com.atproto.identity.updateHandle', { auth: alice.jwt, body: { handle: 'alice-b.test' } })
   const news = await create(alice, 'app.bsky.feed.post', { text: 'news', createdAt: at() })
   await create(dave, 'app.bsky.feed.like', { subject: strong(news), createdAt: at() })
   await create(dave, 'app.bsky.graph.follow', { subject: alice.did, createdAt: at() })
   await del(dave, linkPost) // created in the first round
   await del(alice, hello)
   await put(alice, 'app.bsky.actor.profile', 'self', { displayName: 'Alice B.', pinnedPost: strong(news) })
-  await xrpc('com.atproto.identity.updateHandle', { auth: alice.jwt, body: { handle: 'alice-b.test' } })
   await xrpc('com.atproto.server.activateAccount', { auth: carol.jwt })
   await create(carol, 'app.bsky.feed.repost', { subject: strong(news), createdAt: at() })
   await snapshot()
 }
-const lines = (await import('node:readline')).createInterface({ input: process.stdin })
-lines.on('line', async (line) => {
-  if (line === 'more') {
+for (;;) {
+  const c = await command()
+  if (c === null) await stop()
+  if (c === 'more') {
     await more()
     console.log(`READY ${port}`)
   }
-})
-lines.on('close', async () => {
-  await pds.destroy()
-  await plcServer.destroy()
-  fs.rmSync(dir, { recursive: true, force: true })
-  process.exit(0)
-})
+}
