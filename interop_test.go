@@ -53,16 +53,52 @@ func TestInteropRelay(t *testing.T) {
 	relay := startIndigoRelay(t, bin, plcPort, pds.port)
 	pds.command(t, "play")
 	relay.caughtUp(t, pds.snapshot(t))
-	interopRounds(t, relay.url, pds, true, func() {
+	dir := interopRounds(t, relay.url, pds, true, func() {
 		pds.command(t, "more")
 		relay.caughtUp(t, pds.snapshot(t))
 	})
+
+	// The other ways in, against the same relay: --days 1 (every event is from the last
+	// minutes: everything), and --start-cursor in the middle, which wins over --days.
+	seqs, frames := spoolRecords(t, dir)
+	mid := seqs[len(seqs)/2]
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		after int64 // the database holds the events after this seq
+	}{
+		{"days", []string{"--days", "1"}, 0},
+		{"start cursor", []string{"--start-cursor", fmt.Sprint(mid), "--days", "1"}, mid},
+	} {
+		dsn := newDatabase(t)
+		args := append([]string{"run", "--relay-url", relay.url, "--spool", t.TempDir(), "--database-url", dsn, "--idle-timeout", "2s"}, tc.args...)
+		if code := backfill(t, args...); code != 0 {
+			t.Fatalf("%s: backfill run: exit code %d", tc.name, code)
+		}
+		model := relaytest.NewModel()
+		for i, f := range frames {
+			if seqs[i] > tc.after {
+				model.Apply(relaytest.Frame{Seq: seqs[i], Bytes: f})
+			}
+		}
+		compareModel(t, dumpDB(t, dsn), model)
+	}
+
+	// A cursor past the relay's head: the relay (no FutureCursor, no live event) streams
+	// nothing, and the fetch says the relay does not have that position, instead of waiting.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary(t), "fetch", "--relay-url", relay.url, "--spool", t.TempDir(),
+		"--start-cursor", fmt.Sprint(seqs[len(seqs)-1]+1000), "--idle-timeout", "2s", "--progress", "none").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the relay's sequence is behind the cursor") {
+		t.Fatalf("fetch --start-cursor past the relay's head: %v, want the relay-behind error; output:\n%s", err, out)
+	}
 }
 
 // interopRounds backfills from url twice, the second time after more (a second round of
 // events), and checks the database after each. viaRelay: the source saw the deleted
 // account's events live, and replays them.
-func interopRounds(t *testing.T, url string, pds *testPDS, viaRelay bool, more func()) {
+func interopRounds(t *testing.T, url string, pds *testPDS, viaRelay bool, more func()) (spool string) {
 	t.Helper()
 	dsn := newDatabase(t)
 	dir := t.TempDir()
@@ -112,6 +148,7 @@ func interopRounds(t *testing.T, url string, pds *testPDS, viaRelay bool, more f
 			t.FailNow()
 		}
 	}
+	return dir
 }
 
 // testPDS is interop/pds.mjs running.

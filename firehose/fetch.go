@@ -34,9 +34,17 @@ var ErrRelayBehind = errors.New("firehose: the relay's sequence is behind the cu
 // after: the seq the spool already holds from it (kept), or the cursor asked for.
 func behindError(what string, seq, after int64, kept bool) error {
 	if !kept {
-		return fmt.Errorf("%w: %s is seq %d, below the cursor %d asked for: the relay does not have that position yet (a cursor means nothing on another relay)", ErrRelayBehind, what, seq, after)
+		return fmt.Errorf("%w: %s is seq %d, below the cursor %d asked for: %s", ErrRelayBehind, what, seq, after, behindHint(kept))
 	}
-	return fmt.Errorf("%w: %s is seq %d, below seq %d already kept: the relay's sequence was reset, or the spool's frames come from another relay (a cursor means nothing on another relay); use a new --spool", ErrRelayBehind, what, seq, after)
+	return fmt.Errorf("%w: %s is seq %d, below seq %d already kept: %s", ErrRelayBehind, what, seq, after, behindHint(kept))
+}
+
+// behindHint says what a relay behind the cursor (kept: below the seq already kept) means.
+func behindHint(kept bool) string {
+	if !kept {
+		return "the relay does not have that position yet (a cursor means nothing on another relay)"
+	}
+	return "the relay's sequence was reset, or the spool's frames come from another relay (a cursor means nothing on another relay); use a new --spool"
 }
 
 // Config says where a fetch starts and when it stops.
@@ -166,7 +174,46 @@ func (f *fetcher) lastSeen() int64 {
 	return f.last
 }
 
-// setHead records the head (0: unknown) and derives the stop seq from it and StopSeq.
+// position returns where the fetch stands on the relay's sequence: the last seq kept or held,
+// or, before any, the cursor it started from.
+func (f *fetcher) position() int64 {
+	if last := f.lastSeen(); last > 0 || f.cfg.Cursor == nil {
+		return last
+	}
+	return *f.cfg.Cursor
+}
+
+// checkBehind tells a quiet relay that is caught up from one whose sequence is below last, the
+// position the fetch stands at, when the probe from last found nothing after it (pt, ok). A
+// relay that does not answer FutureCursor (indigo's relay) streams nothing at all after a
+// cursor past its head when no event is live, which the idle replay cannot tell from the end
+// of the stream: the relay's first frame from the seq before says which. It is last itself
+// (an exclusive relay; an inclusive one sent it on the first probe) or a later one: caught
+// up. It is nothing, the seq before (an inclusive relay without last), or an earlier one:
+// the relay's sequence is below last.
+func (f *fetcher) checkBehind(ctx context.Context, p *Prober, last int64, pt Point, ok bool) error {
+	kept := f.last > 0 // the spool, or the database resumed from, holds last
+	switch {
+	case ok && pt.Seq < last:
+		return behindError("the first frame after the cursor", pt.Seq, last, kept)
+	case ok || last <= 0:
+		return nil // last came again (inclusive replay): it is on the relay
+	}
+	before := last - 1
+	pt, ok, _, err := p.First(ctx, &before)
+	switch {
+	case err != nil:
+		// Not known either way: the fetch has reached the end of what the relay streamed.
+		f.cfg.Logger.Warn("could not check that the relay's sequence reaches the cursor", "cursor", last, "err", err)
+		return nil
+	case ok && pt.Seq >= last:
+		return nil
+	case ok && pt.Seq < before:
+		return behindError("the first frame after the cursor", pt.Seq, before, kept)
+	}
+	// Nothing, or the seq before itself (an inclusive relay, which had nothing from last on).
+	return fmt.Errorf("%w: the relay has no event at or after seq %d, where the fetch stands: %s", ErrRelayBehind, last, behindHint(kept))
+}
 func (f *fetcher) setHead(head int64) {
 	f.head.Store(head)
 	stop := f.cfg.StopSeq
@@ -241,12 +288,15 @@ func (f *fetcher) run(ctx context.Context) error {
 			// seq tells them apart: it delivers at once what a stalled one was holding back.
 			// With frames held (see untilConfirm), after the last of them.
 			p := &Prober{Endpoint: f.cfg.Endpoint, Dial: f.cfg.Dial, Wait: f.cfg.IdleTimeout}
-			last := f.lastSeen()
+			last := f.position()
 			pt, ok, _, perr := p.First(ctx, &last)
 			if perr == nil && (!ok || pt.Seq <= last) {
 				if len(f.held) > 0 {
 					f.untilReached(" (the stream ended)")
 					return nil
+				}
+				if err := f.checkBehind(ctx, p, last, pt, ok); err != nil {
+					return err
 				}
 				f.cfg.Logger.Info("replay went idle: caught up with the relay", "last_seq", f.last)
 				return nil

@@ -777,6 +777,59 @@ func TestFetchRelayBehind(t *testing.T) {
 	}
 }
 
+// TestFetchQuietRelayBehind: a relay like indigo's (no FutureCursor) with no live event
+// streams nothing at all after a cursor past its head, which the idle replay alone cannot tell
+// from the end of the stream. Fetches that start past the head (nothing kept, or resumed after
+// a seq already kept) fail with ErrRelayBehind, on an exclusive and on an inclusive relay;
+// fetches from the head itself, or short of it, end as caught up with what follows (and, on an
+// inclusive relay, a start cursor's own event, which nothing kept before it covers).
+func TestFetchQuietRelayBehind(t *testing.T) {
+	t.Parallel()
+	for _, inclusive := range []bool{false, true} {
+		for _, tc := range []struct {
+			name   string
+			cursor func(head int64) int64
+			after  bool // resumed: the cursor is a seq already kept
+			behind bool
+			kept   int // frames kept when not behind
+		}{
+			{"start cursor past the head", func(h int64) int64 { return h + 1000 }, false, true, 0},
+			{"resumed past the head", func(h int64) int64 { return h + 1000 }, true, true, 0},
+			{"resumed just past the head", func(h int64) int64 { return h + 1 }, true, true, 0},
+			{"start cursor at the head", func(h int64) int64 { return h }, false, false, 0},
+			{"resumed at the head", func(h int64) int64 { return h }, true, false, 0},
+			{"resumed short of the head", func(h int64) int64 { return h - 5 }, true, false, 5},
+		} {
+			t.Run(fmt.Sprintf("%s inclusive=%v", tc.name, inclusive), func(t *testing.T) {
+				t.Parallel()
+				r := newRelay(t, relaytest.Config{Seed: 14, Users: 5, Events: 50, NoFutureCursor: true, Inclusive: inclusive})
+				c := tc.cursor(r.Head())
+				cfg := firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(c), Logger: testLogger(t),
+					IdleTimeout: 500 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+				cfg.HeadProbe = &firehose.Prober{Endpoint: cfg.Endpoint, Wait: 500 * time.Millisecond}
+				if tc.after {
+					cfg.After = c
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				var sink sliceSink
+				err := firehose.Fetch(ctx, cfg, &sink, &firehose.Stats{})
+				if inclusive && !tc.after && !tc.behind {
+					tc.kept++
+				}
+				switch {
+				case tc.behind && !errors.Is(err, firehose.ErrRelayBehind):
+					t.Fatalf("got %v, want ErrRelayBehind", err)
+				case !tc.behind && err != nil:
+					t.Fatalf("got %v, want the fetch caught up", err)
+				case len(sink.seqs) != tc.kept:
+					t.Fatalf("kept %v, want %d frames", sink.seqs, tc.kept)
+				}
+			})
+		}
+	}
+}
+
 // TestFetchBackoffAfterRepeat has a relay that repeats the cursor's event (inclusive replay)
 // drop each of eight connections right after that event: the duplicate is no progress, so the
 // backoff keeps growing (a kept frame resets it). The waits are sleeps of at least half the
