@@ -36,7 +36,8 @@ func TestInteropPDS(t *testing.T) {
 	t.Parallel()
 	pds := startPDS(t, 0)
 	pds.command(t, "play")
-	interopRounds(t, pds.url, pds, false, func() { pds.command(t, "more") })
+	dir := interopRounds(t, pds.url, pds, false, func() { pds.command(t, "more") })
+	otherWaysIn(t, pds.url, dir)
 }
 
 // TestInteropRelay is TestInteropPDS through indigo's relay (cmd/relay, the relay software of
@@ -58,41 +59,7 @@ func TestInteropRelay(t *testing.T) {
 		relay.caughtUp(t, pds.snapshot(t))
 	})
 
-	// The other ways in, against the same relay: --days 1 (every event is from the last
-	// minutes: everything), and --start-cursor in the middle, which wins over --days.
-	seqs, frames := spoolRecords(t, dir)
-	mid := seqs[len(seqs)/2]
-	for _, tc := range []struct {
-		name  string
-		args  []string
-		after int64 // the database holds the events after this seq
-	}{
-		{"days", []string{"--days", "1"}, 0},
-		{"start cursor", []string{"--start-cursor", fmt.Sprint(mid), "--days", "1"}, mid},
-	} {
-		dsn := newDatabase(t)
-		args := append([]string{"run", "--relay-url", relay.url, "--spool", t.TempDir(), "--database-url", dsn, "--idle-timeout", "2s"}, tc.args...)
-		if code := backfill(t, args...); code != 0 {
-			t.Fatalf("%s: backfill run: exit code %d", tc.name, code)
-		}
-		model := relaytest.NewModel()
-		for i, f := range frames {
-			if seqs[i] > tc.after {
-				model.Apply(relaytest.Frame{Seq: seqs[i], Bytes: f})
-			}
-		}
-		compareModel(t, dumpDB(t, dsn), model)
-	}
-
-	// A cursor past the relay's head: the relay (no FutureCursor, no live event) streams
-	// nothing, and the fetch says the relay does not have that position, instead of waiting.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, binary(t), "fetch", "--relay-url", relay.url, "--spool", t.TempDir(),
-		"--start-cursor", fmt.Sprint(seqs[len(seqs)-1]+1000), "--idle-timeout", "2s", "--progress", "none").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "the relay's sequence is behind the cursor") {
-		t.Fatalf("fetch --start-cursor past the relay's head: %v, want the relay-behind error; output:\n%s", err, out)
-	}
+	otherWaysIn(t, relay.url, dir)
 }
 
 // interopRounds backfills from url twice, the second time after more (a second round of
@@ -149,6 +116,46 @@ func interopRounds(t *testing.T, url string, pds *testPDS, viaRelay bool, more f
 		}
 	}
 	return dir
+}
+
+// otherWaysIn backfills from url, whose frames spool holds, in the other ways users start:
+// --days 1 (every event is from the last minutes: all of them), --start-cursor in the middle
+// (which wins over --days), and --start-cursor past the head, which must fail with a message
+// (FutureCursor from a PDS; from a relay without it, the check of a quiet replay) instead of
+// waiting or succeeding.
+func otherWaysIn(t *testing.T, url, spool string) {
+	t.Helper()
+	seqs, frames := spoolRecords(t, spool)
+	mid := seqs[len(seqs)/2]
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		after int64 // the database holds the events after this seq
+	}{
+		{"days", []string{"--days", "1"}, 0},
+		{"start cursor", []string{"--start-cursor", fmt.Sprint(mid), "--days", "1"}, mid},
+	} {
+		dsn := newDatabase(t)
+		args := append([]string{"run", "--relay-url", url, "--spool", t.TempDir(), "--database-url", dsn, "--idle-timeout", "2s"}, tc.args...)
+		if code := backfill(t, args...); code != 0 {
+			t.Fatalf("%s: backfill run: exit code %d", tc.name, code)
+		}
+		model := relaytest.NewModel()
+		for i, f := range frames {
+			if seqs[i] > tc.after {
+				model.Apply(relaytest.Frame{Seq: seqs[i], Bytes: f})
+			}
+		}
+		compareModel(t, dumpDB(t, dsn), model)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary(t), "fetch", "--relay-url", url, "--spool", t.TempDir(),
+		"--start-cursor", fmt.Sprint(seqs[len(seqs)-1]+1000), "--idle-timeout", "2s", "--progress", "none").CombinedOutput()
+	if err == nil || !(strings.Contains(string(out), "the relay's sequence is behind the cursor") || strings.Contains(string(out), "says the cursor is in the future")) {
+		t.Fatalf("fetch --start-cursor past the head: %v, want an error about the cursor; output:\n%s", err, out)
+	}
 }
 
 // testPDS is interop/pds.mjs running.
