@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -58,8 +59,36 @@ func TestInteropRelay(t *testing.T) {
 		pds.command(t, "more")
 		relay.caughtUp(t, pds.snapshot(t))
 	})
+	seqs, _ := spoolRecords(t, dir)
 
 	otherWaysIn(t, relay.url, dir)
+
+	// Live traffic: a fetch that starts while the PDS writes stops at the relay's head as it
+	// stood (found on the live stream) and holds every frame up to it: a prefix of what a fetch
+	// of everything gets once the writes stop.
+	pds.send(t, "live", "LIVE")
+	time.Sleep(time.Second)
+	during := t.TempDir()
+	if code := backfill(t, "fetch", "--relay-url", relay.url, "--spool", during, "--days", "-1", "--idle-timeout", "2s"); code != 0 {
+		t.Fatalf("fetch during live traffic: exit code %d", code)
+	}
+	time.Sleep(500 * time.Millisecond)
+	pds.command(t, "calm")
+	relay.caughtUp(t, pds.snapshot(t))
+	whole := t.TempDir()
+	if code := backfill(t, "fetch", "--relay-url", relay.url, "--spool", whole, "--days", "-1", "--idle-timeout", "2s"); code != 0 {
+		t.Fatalf("fetch after live traffic: exit code %d", code)
+	}
+	s1, f1 := spoolRecords(t, during)
+	s2, f2 := spoolRecords(t, whole)
+	if len(s1) <= len(seqs) || len(s1) >= len(s2) {
+		t.Fatalf("the fetch during live traffic kept %d frames, the rounds before it %d, the fetch after it %d: want between", len(s1), len(seqs), len(s2))
+	}
+	for i := range s1 {
+		if s1[i] != s2[i] || !bytes.Equal(f1[i], f2[i]) {
+			t.Fatalf("frame %d: seq %d during live traffic, %d after (or other bytes)", i, s1[i], s2[i])
+		}
+	}
 }
 
 // interopRounds backfills from url twice, the second time after more (a second round of
@@ -163,7 +192,7 @@ type testPDS struct {
 	url, snapPath string
 	port          int
 	stdin         io.WriteCloser
-	lines         chan string // UP and READY
+	lines         chan string // UP, READY and LIVE
 	exited        chan error
 	stderr        *strings.Builder
 }
@@ -204,7 +233,7 @@ func startPDS(t *testing.T, plcPort int) *testPDS {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if line := sc.Text(); strings.HasPrefix(line, "UP ") || strings.HasPrefix(line, "READY ") {
+			if line := sc.Text(); strings.HasPrefix(line, "UP ") || strings.HasPrefix(line, "READY ") || strings.HasPrefix(line, "LIVE ") {
 				p.lines <- line
 			}
 		}
@@ -239,13 +268,20 @@ func (p *testPDS) wait(t *testing.T, want string) {
 	}
 }
 
-// command has the script play a round ("play", then "more") and waits until it has.
+// command has the script play a round ("play", then "more"; "calm" after "live") and waits
+// until it has.
 func (p *testPDS) command(t *testing.T, c string) {
+	t.Helper()
+	p.send(t, c, "READY")
+}
+
+// send writes a command to the script and waits for its answer, want.
+func (p *testPDS) send(t *testing.T, c, want string) {
 	t.Helper()
 	if _, err := io.WriteString(p.stdin, c+"\n"); err != nil {
 		t.Fatal(err)
 	}
-	p.wait(t, "READY")
+	p.wait(t, want)
 }
 
 // snapshot reads what the script last wrote of the PDS's state.

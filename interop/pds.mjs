@@ -233,11 +233,38 @@ async function more() {
   await create(carol, 'app.bsky.feed.repost', { subject: strong(news), createdAt: at() })
   await snapshot()
 }
+// "live": alice posts (and deletes every third post) every 20 ms until "calm", so that a
+// backfill can start while the stream is live. "calm" answers READY once the snapshot is
+// written.
+let calm = null
+async function live() {
+  let stopped = false
+  const loop = (async () => {
+    for (let i = 0; !stopped; i++) {
+      const post = await create(alice, 'app.bsky.feed.post', { text: `live ${i}`, createdAt: at() })
+      if (i % 3 === 2) await del(alice, post)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  })()
+  return async () => {
+    stopped = true
+    await loop
+  }
+}
 for (;;) {
   const c = await command()
   if (c === null) await stop()
   if (c === 'more') {
     await more()
+    console.log(`READY ${port}`)
+  }
+  if (c === 'live') {
+    calm = await live()
+    console.log(`LIVE ${port}`)
+  }
+  if (c === 'calm' && calm) {
+    await calm()
+    await snapshot()
     console.log(`READY ${port}`)
   }
 }
