@@ -259,8 +259,20 @@ func TestFetchRetryAfter(t *testing.T) {
 			if want := map[int]int64{429: 2, 503: 0}[status]; st.RetryAfters.Load() != want {
 				t.Errorf("%d Retry-After headers honoured, want %d", st.RetryAfters.Load(), want)
 			}
-			if n := len(r.Conns()); n != 3 {
-				t.Errorf("%d connection attempts, want 3 (two refused, one served)", n)
+			// Two refused, then served. A served connection lost on the way (the machine's
+			// load) is reconnected from the last kept seq and counted: nothing else may follow.
+			conns := r.Conns()
+			served, refused := 0, 0
+			for i, c := range conns {
+				switch {
+				case c.Status == status && i < 2:
+					refused++
+				case c.Status == 101 && i >= 2:
+					served++
+				}
+			}
+			if refused != 2 || served < 1 || served-1 != int(st.Reconnects.Load()) || refused+served != len(conns) {
+				t.Errorf("connection attempts %+v (reconnects %d), want two refused with %d, then one served (and one more for each reconnect)", conns, st.Reconnects.Load(), status)
 			}
 		})
 	}
