@@ -164,6 +164,9 @@ type fetcher struct {
 	// frames behind it are not): the session makes progress, and a later failure backs off
 	// from the start again.
 	moved bool
+	// before: the last seq dropped as before the window (MinTime); later frames may all be, up
+	// to the head, which the fetch has then reached all the same.
+	before int64
 }
 
 // lastSeen returns the last seq kept or held (see untilConfirm).
@@ -174,10 +177,15 @@ func (f *fetcher) lastSeen() int64 {
 	return f.last
 }
 
-// position returns where the fetch stands on the relay's sequence: the last seq kept or held,
-// or, before any, the cursor it started from.
+// through returns the last seq the fetch has dealt with: kept, held, or before the window.
+func (f *fetcher) through() int64 {
+	return max(f.lastSeen(), f.before)
+}
+
+// position returns where the fetch stands on the relay's sequence: the last seq it has dealt
+// with, or, before any, the cursor it started from.
 func (f *fetcher) position() int64 {
-	if last := f.lastSeen(); last > 0 || f.cfg.Cursor == nil {
+	if last := f.through(); last > 0 || f.cfg.Cursor == nil {
 		return last
 	}
 	return *f.cfg.Cursor
@@ -435,12 +443,12 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 				if head == 0 {
 					return errIdle
 				}
-				if f.last >= head {
+				if f.through() >= head {
 					return errDone
 				}
 				// Replay stopped short of the known head: a stalled relay, not the end.
 				return errReconnect{fmt.Errorf("no frame for %s while %d short of the relay's head %d",
-					f.cfg.IdleTimeout, head-f.last, head)}
+					f.cfg.IdleTimeout, head-f.through(), head)}
 			}
 			idle.Reset(f.cfg.IdleTimeout)
 			continue
@@ -551,6 +559,7 @@ func (f *fetcher) handle(frame []byte, first bool) error {
 		// Before the first frame at or after MinTime, in seq order: before the window, a frame
 		// without a time too.
 		st.BeforeStart.Add(1)
+		f.before = max(f.before, h.Seq)
 		return nil
 	}
 	if !f.cfg.StopTime.IsZero() && (!h.Time.Before(f.cfg.StopTime) || (h.Time.IsZero() && len(f.held) > 0)) {

@@ -842,6 +842,37 @@ func TestFetchQuietRelayBehind(t *testing.T) {
 	}
 }
 
+// TestFetchAllBeforeWindow: every frame after the cursor is before the window (event times
+// are their PDSes' clocks, and a --days search takes them as growing with seq), up to the
+// head. The fetch has reached the head all the same and ends, keeping nothing, whether it
+// knows the head or the relay is quiet; it used to reconnect forever, as a stalled replay.
+func TestFetchAllBeforeWindow(t *testing.T) {
+	t.Parallel()
+	for name, headKnown := range map[string]bool{"head known": true, "quiet relay": false} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := newRelay(t, relaytest.Config{Seed: 15, Users: 5, Events: 50})
+			cfg := firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(10), MinTime: time.Now().Add(24 * time.Hour), Logger: testLogger(t),
+				IdleTimeout: 500 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+			if headKnown {
+				cfg.Head = r.Head()
+			} else {
+				cfg.HeadProbe = &firehose.Prober{Endpoint: cfg.Endpoint, Wait: 500 * time.Millisecond}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var sink sliceSink
+			var st firehose.Stats
+			if err := firehose.Fetch(ctx, cfg, &sink, &st); err != nil {
+				t.Fatalf("got %v, want the fetch done", err)
+			}
+			if len(sink.seqs) != 0 || st.BeforeStart.Load() == 0 {
+				t.Fatalf("kept %v, %d before the window; want none kept", sink.seqs, st.BeforeStart.Load())
+			}
+		})
+	}
+}
+
 // TestFetchBackoffAfterRepeat has a relay that repeats the cursor's event (inclusive replay)
 // drop each of eight connections right after that event: the duplicate is no progress, so the
 // backoff keeps growing (a kept frame resets it). The waits are sleeps of at least half the
