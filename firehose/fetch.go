@@ -114,8 +114,9 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 	f := &fetcher{cfg: cfg, sink: sink, st: st, last: cfg.After, lastTime: cfg.AfterTime}
 	f.defaults()
 	st.LastSeq.Store(cfg.After)
-	if cfg.Head > 0 && cfg.Head < cfg.After {
-		return behindError("its head", cfg.Head, cfg.After, true)
+	f.start = f.position()
+	if cfg.Head > 0 && cfg.Head < f.start {
+		return behindError("its head", cfg.Head, f.start, cfg.After > 0)
 	}
 	f.setHead(cfg.Head)
 	if cfg.Head == 0 && cfg.HeadProbe != nil && !cfg.Follow {
@@ -123,6 +124,11 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 		defer cancel()
 		go func() {
 			if pt, ok, err := cfg.HeadProbe.Head(pctx); err == nil && ok {
+				if pt.Seq < f.start {
+					// Behind the cursor: the fetch's next idle check says so (probedBehind).
+					f.headBehind.Store(pt.Seq)
+					return
+				}
 				f.setHead(pt.Seq)
 				f.cfg.Logger.Info("relay head", "seq", pt.Seq, "time", pt.Time.Format(time.RFC3339))
 			}
@@ -167,6 +173,19 @@ type fetcher struct {
 	// before: the last seq dropped as before the window (MinTime); later frames may all be, up
 	// to the head, which the fetch has then reached all the same.
 	before int64
+	// start: the position when the fetch began (the start cursor or the spool's tail), and
+	// headBehind: a head the HeadProbe read below it (0: none).
+	start      int64
+	headBehind atomic.Int64
+}
+
+// probedBehind returns ErrRelayBehind when the HeadProbe read the relay's head below where the
+// fetch started.
+func (f *fetcher) probedBehind() error {
+	if head := f.headBehind.Load(); head > 0 {
+		return behindError("its head", head, f.start, f.cfg.After > 0)
+	}
+	return nil
 }
 
 // lastSeen returns the last seq kept or held (see untilConfirm).
@@ -192,36 +211,40 @@ func (f *fetcher) position() int64 {
 }
 
 // checkBehind tells a quiet relay that is caught up from one whose sequence is below last, the
-// position the fetch stands at, when the probe from last found nothing after it (pt, ok). A
+// position the fetch stands at, once the probe from last found nothing after it (pt, ok). A
 // relay that does not answer FutureCursor (indigo's relay) streams nothing at all after a
 // cursor past its head when no event is live, which the idle replay cannot tell from the end
 // of the stream: the relay's first frame from the seq before says which. It is last itself
-// (an exclusive relay; an inclusive one sent it on the first probe) or a later one: caught
-// up. It is nothing, the seq before (an inclusive relay without last), or an earlier one:
-// the relay's sequence is below last.
-func (f *fetcher) checkBehind(ctx context.Context, p *Prober, last int64, pt Point, ok bool) error {
+// (an exclusive relay; an inclusive one sent it on the first probe) or a later one: caught up.
+// It is nothing, the seq before itself (an inclusive relay without last), or an earlier one:
+// the relay's sequence is below last. A relay that said the cursor is older than what it holds
+// (OutdatedCursor) is not behind it.
+func (f *fetcher) checkBehind(ctx context.Context, p *Prober, last int64, pt Point, ok, outdated bool) error {
 	kept := f.last > 0 // the spool, or the database resumed from, holds last
 	switch {
+	case outdated || last <= 0:
+		return nil
 	case ok && pt.Seq < last:
 		return behindError("the first frame after the cursor", pt.Seq, last, kept)
-	case ok || last <= 0:
+	case ok:
 		return nil // last came again (inclusive replay): it is on the relay
 	}
 	before := last - 1
-	pt, ok, _, err := p.First(ctx, &before)
+	pt, ok, outdated, err := p.First(ctx, &before)
 	switch {
 	case err != nil:
 		// Not known either way: the fetch has reached the end of what the relay streamed.
 		f.cfg.Logger.Warn("could not check that the relay's sequence reaches the cursor", "cursor", last, "err", err)
 		return nil
-	case ok && pt.Seq >= last:
+	case outdated || (ok && pt.Seq >= last):
 		return nil
 	case ok && pt.Seq < before:
 		return behindError("the first frame after the cursor", pt.Seq, before, kept)
 	}
-	// Nothing, or the seq before itself (an inclusive relay, which had nothing from last on).
-	return fmt.Errorf("%w: the relay has no event at or after seq %d, where the fetch stands: %s", ErrRelayBehind, last, behindHint(kept))
+	return fmt.Errorf("%w: the relay has no event at or after seq %d, where the fetch stands (it does not have it yet, or no longer): %s", ErrRelayBehind, last, behindHint(kept))
 }
+
+// setHead records the head (0: unknown) and derives the stop seq from it and StopSeq.
 func (f *fetcher) setHead(head int64) {
 	f.head.Store(head)
 	stop := f.cfg.StopSeq
@@ -296,14 +319,17 @@ func (f *fetcher) run(ctx context.Context) error {
 			// seq tells them apart: it delivers at once what a stalled one was holding back.
 			// With frames held (see untilConfirm), after the last of them.
 			p := &Prober{Endpoint: f.cfg.Endpoint, Dial: f.cfg.Dial, Wait: f.cfg.IdleTimeout}
+			if err := f.probedBehind(); err != nil {
+				return err
+			}
 			last := f.position()
-			pt, ok, _, perr := p.First(ctx, &last)
+			pt, ok, outdated, perr := p.First(ctx, &last)
 			if perr == nil && (!ok || pt.Seq <= last) {
 				if len(f.held) > 0 {
 					f.untilReached(" (the stream ended)")
 					return nil
 				}
-				if err := f.checkBehind(ctx, p, last, pt, ok); err != nil {
+				if err := f.checkBehind(ctx, p, last, pt, ok, outdated); err != nil {
 					return err
 				}
 				f.cfg.Logger.Info("replay went idle: caught up with the relay", "last_seq", f.last)
@@ -426,7 +452,7 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 			continue
 		case <-idle.C:
 			if len(f.held) > 0 && !f.cfg.Follow {
-				switch head, last := f.head.Load(), f.lastSeen(); {
+				switch head, last := f.head.Load(), f.through(); {
 				case head == 0:
 					return errIdle // run asks the relay whether more follows the held frames
 				case last < head:
@@ -439,16 +465,24 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 				return errDone
 			}
 			if !f.cfg.Follow {
+				if err := f.probedBehind(); err != nil {
+					return err
+				}
 				head := f.head.Load()
 				if head == 0 {
 					return errIdle
 				}
-				if f.through() >= head {
+				switch pos := f.position(); {
+				case pos > head && f.through() == 0:
+					// Nothing came after a cursor past the head: the relay does not have it.
+					return behindError("its head", head, pos, f.cfg.After > 0)
+				case pos >= head:
 					return errDone
+				default:
+					// Replay stopped short of the known head: a stalled relay, not the end.
+					return errReconnect{fmt.Errorf("no frame for %s while %d short of the relay's head %d",
+						f.cfg.IdleTimeout, head-pos, head)}
 				}
-				// Replay stopped short of the known head: a stalled relay, not the end.
-				return errReconnect{fmt.Errorf("no frame for %s while %d short of the relay's head %d",
-					f.cfg.IdleTimeout, head-f.through(), head)}
 			}
 			idle.Reset(f.cfg.IdleTimeout)
 			continue

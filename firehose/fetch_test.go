@@ -18,6 +18,7 @@ import (
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
 	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/events"
+	"github.com/gorilla/websocket"
 
 	"github.com/backfill/backfill/firehose"
 	"github.com/backfill/backfill/relaytest"
@@ -794,7 +795,8 @@ func TestFetchRelayBehind(t *testing.T) {
 // from the end of the stream. Fetches that start past the head (nothing kept, or resumed after
 // a seq already kept) fail with ErrRelayBehind, on an exclusive and on an inclusive relay;
 // fetches from the head itself, or short of it, end as caught up with what follows (and, on an
-// inclusive relay, a start cursor's own event, which nothing kept before it covers).
+// inclusive relay, a start cursor's own event, which nothing kept before it covers). Whether
+// the head is known at the start or probed (on a quiet relay: not found).
 func TestFetchQuietRelayBehind(t *testing.T) {
 	t.Parallel()
 	for _, inclusive := range []bool{false, true} {
@@ -812,32 +814,39 @@ func TestFetchQuietRelayBehind(t *testing.T) {
 			{"resumed at the head", func(h int64) int64 { return h }, true, false, 0},
 			{"resumed short of the head", func(h int64) int64 { return h - 5 }, true, false, 5},
 		} {
-			t.Run(fmt.Sprintf("%s inclusive=%v", tc.name, inclusive), func(t *testing.T) {
-				t.Parallel()
-				r := newRelay(t, relaytest.Config{Seed: 14, Users: 5, Events: 50, NoFutureCursor: true, Inclusive: inclusive})
-				c := tc.cursor(r.Head())
-				cfg := firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(c), Logger: testLogger(t),
-					IdleTimeout: 500 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
-				cfg.HeadProbe = &firehose.Prober{Endpoint: cfg.Endpoint, Wait: 500 * time.Millisecond}
-				if tc.after {
-					cfg.After = c
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				var sink sliceSink
-				err := firehose.Fetch(ctx, cfg, &sink, &firehose.Stats{})
-				if inclusive && !tc.after && !tc.behind {
-					tc.kept++
-				}
-				switch {
-				case tc.behind && !errors.Is(err, firehose.ErrRelayBehind):
-					t.Fatalf("got %v, want ErrRelayBehind", err)
-				case !tc.behind && err != nil:
-					t.Fatalf("got %v, want the fetch caught up", err)
-				case len(sink.seqs) != tc.kept:
-					t.Fatalf("kept %v, want %d frames", sink.seqs, tc.kept)
-				}
-			})
+			for _, headKnown := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s inclusive=%v head known=%v", tc.name, inclusive, headKnown), func(t *testing.T) {
+					t.Parallel()
+					r := newRelay(t, relaytest.Config{Seed: 14, Users: 5, Events: 50, NoFutureCursor: true, Inclusive: inclusive})
+					c := tc.cursor(r.Head())
+					cfg := firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(c), Logger: testLogger(t),
+						IdleTimeout: 500 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+					if headKnown {
+						cfg.Head = r.Head()
+					} else {
+						cfg.HeadProbe = &firehose.Prober{Endpoint: cfg.Endpoint, Wait: 500 * time.Millisecond}
+					}
+					if tc.after {
+						cfg.After = c
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					defer cancel()
+					var sink sliceSink
+					err := firehose.Fetch(ctx, cfg, &sink, &firehose.Stats{})
+					kept := tc.kept
+					if inclusive && !tc.after && !tc.behind {
+						kept++
+					}
+					switch {
+					case tc.behind && !errors.Is(err, firehose.ErrRelayBehind):
+						t.Fatalf("got %v, want ErrRelayBehind", err)
+					case !tc.behind && err != nil:
+						t.Fatalf("got %v, want the fetch caught up", err)
+					case len(sink.seqs) != kept:
+						t.Fatalf("kept %v, want %d frames", sink.seqs, kept)
+					}
+				})
+			}
 		}
 	}
 }
@@ -868,6 +877,142 @@ func TestFetchAllBeforeWindow(t *testing.T) {
 			}
 			if len(sink.seqs) != 0 || st.BeforeStart.Load() == 0 {
 				t.Fatalf("kept %v, %d before the window; want none kept", sink.seqs, st.BeforeStart.Load())
+			}
+		})
+	}
+}
+
+// TestFetchHeldThenBeforeWindow: with --until, a frame whose clock runs ahead of the stop time
+// is held; every later frame up to the known head is before the --days window. The fetch has
+// reached the head and ends (keeping nothing); it used to reconnect forever.
+func TestFetchHeldThenBeforeWindow(t *testing.T) {
+	t.Parallel()
+	r := newRelay(t, relaytest.Config{Seed: 14, Users: 5, Events: 50, StartTime: time.Now().Add(-10 * 24 * time.Hour)})
+	r.AppendRaw(relaytest.KindIdentity, identityFrame(t, r.Head()+1, "2099-01-01T00:00:00.000Z"))
+	for range 5 {
+		r.AppendRaw(relaytest.KindIdentity, identityFrame(t, r.Head()+1, "2000-01-01T00:00:00.000Z"))
+	}
+	for _, headKnown := range []bool{true, false} {
+		t.Run(fmt.Sprintf("head known=%v", headKnown), func(t *testing.T) {
+			t.Parallel()
+			cfg := firehose.Config{Endpoint: endpoint(t, r), Cursor: cursor(10), Logger: testLogger(t),
+				MinTime: time.Now().Add(-24 * time.Hour), StopTime: time.Now(),
+				IdleTimeout: 300 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+			if headKnown {
+				cfg.Head = r.Head()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var sink sliceSink
+			var st firehose.Stats
+			if err := firehose.Fetch(ctx, cfg, &sink, &st); err != nil {
+				t.Fatalf("got %v (kept %v, %d before the window, %d reconnects), want the fetch done", err, sink.seqs, st.BeforeStart.Load(), st.Reconnects.Load())
+			}
+			if len(sink.seqs) != 0 {
+				t.Fatalf("kept %v, want none", sink.seqs)
+			}
+		})
+	}
+}
+
+// identityFrame is an #identity frame with seq and time.
+func identityFrame(t *testing.T, seq int64, tm string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	ev := &events.XRPCStreamEvent{RepoIdentity: &comatproto.SyncSubscribeRepos_Identity{Did: "did:plc:held", Seq: seq, Time: tm}}
+	if err := ev.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// fakeRelay serves a websocket that sends frames (its cursor query parameter, "" for none, picks
+// them), then nothing.
+func fakeRelay(t *testing.T, frames func(cursor string) [][]byte) *url.URL {
+	t.Helper()
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		c, err := up.Upgrade(w, req, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for _, f := range frames(req.URL.Query().Get("cursor")) {
+			if err := c.WriteMessage(websocket.BinaryMessage, f); err != nil {
+				return
+			}
+		}
+		for {
+			if _, _, err := c.NextReader(); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	u, err := firehose.Endpoint("ws://" + srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestFetchProbedHeadBelowCursor: the head probe (the live stream) sees an event below the
+// cursor that the fetch's own connection (a cursor past the relay's head, no FutureCursor) does
+// not, and the relay is quiet after: ErrRelayBehind, resumed or not (it used to end as done,
+// or reconnect forever).
+func TestFetchProbedHeadBelowCursor(t *testing.T) {
+	t.Parallel()
+	live := identityFrame(t, 40, time.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
+	for _, resumed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("resumed=%v", resumed), func(t *testing.T) {
+			t.Parallel()
+			u := fakeRelay(t, func(cursor string) [][]byte {
+				if cursor == "" {
+					return [][]byte{live}
+				}
+				return nil
+			})
+			cfg := firehose.Config{Endpoint: u, Cursor: cursor(100), Logger: testLogger(t), IdleTimeout: 500 * time.Millisecond,
+				MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, HeadProbe: &firehose.Prober{Endpoint: u, Wait: 2 * time.Second}}
+			if resumed {
+				cfg.After = 100
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var st firehose.Stats
+			if err := firehose.Fetch(ctx, cfg, &sliceSink{}, &st); !errors.Is(err, firehose.ErrRelayBehind) {
+				t.Fatalf("got %v (%d reconnects), want ErrRelayBehind", err, st.Reconnects.Load())
+			}
+		})
+	}
+}
+
+// TestFetchQuietRelayOutdated: a relay that holds no event any more, resumed from a seq it had.
+// Saying OutdatedCursor, it is not behind the cursor: the fetch ends, caught up. Silent, it has
+// nothing at or after the seq: ErrRelayBehind (it was reset, or purged).
+func TestFetchQuietRelayOutdated(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	info := &events.XRPCStreamEvent{RepoInfo: &comatproto.SyncSubscribeRepos_Info{Name: "OutdatedCursor"}}
+	if err := info.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, outdated := range []bool{true, false} {
+		t.Run(fmt.Sprintf("outdated=%v", outdated), func(t *testing.T) {
+			t.Parallel()
+			u := fakeRelay(t, func(cursor string) [][]byte {
+				if outdated && cursor != "" {
+					return [][]byte{buf.Bytes()}
+				}
+				return nil
+			})
+			cfg := firehose.Config{Endpoint: u, Cursor: cursor(100), After: 100, Logger: testLogger(t), IdleTimeout: 300 * time.Millisecond,
+				MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := firehose.Fetch(ctx, cfg, &sliceSink{}, &firehose.Stats{})
+			if outdated && err != nil || !outdated && !errors.Is(err, firehose.ErrRelayBehind) {
+				t.Fatalf("got %v", err)
 			}
 		})
 	}
