@@ -295,6 +295,9 @@ func (j *fetchJob) run(ctx context.Context) (err error) {
 	}
 	j.state.UpdatedAt = time.Now()
 	j.state.LastSeq = j.stats.LastSeq.Load()
+	if stop := j.stats.StopSeq.Load(); stop > 0 {
+		j.state.StopSeq = stop // the relay's head when it was read while fetching
+	}
 	switch {
 	case ferr == nil:
 		j.state.Status = "done"

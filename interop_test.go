@@ -63,14 +63,24 @@ func TestInteropRelay(t *testing.T) {
 
 	otherWaysIn(t, relay.url, dir)
 
-	// Live traffic: a fetch that starts while the PDS writes stops at the relay's head as it
-	// stood (found on the live stream) and holds every frame up to it: a prefix of what a fetch
-	// of everything gets once the writes stop.
+	// Live traffic: a fetch that starts while the PDS writes stops once it reaches the relay's
+	// head as it read it on the live stream (its stop seq) and holds every frame up to where it
+	// stopped: a prefix of what a fetch of everything gets once the writes stop.
 	pds.send(t, "live", "LIVE")
 	time.Sleep(time.Second)
 	during := t.TempDir()
-	if code := backfill(t, "fetch", "--relay-url", relay.url, "--spool", during, "--days", "-1", "--idle-timeout", "2s"); code != 0 {
-		t.Fatalf("fetch during live traffic: exit code %d", code)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a fetch that never stops fails, not hangs
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, binary(t), "fetch", "--relay-url", relay.url, "--spool", during, "--days", "-1",
+		"--idle-timeout", "2s", "--progress", "none").CombinedOutput(); err != nil {
+		t.Fatalf("fetch during live traffic: %v\n%s", err, out)
+	}
+	var state struct {
+		StopSeq int64 `json:"stop_seq"`
+		LastSeq int64 `json:"last_seq"`
+	}
+	if b, err := os.ReadFile(filepath.Join(during, "fetch.json")); err != nil || json.Unmarshal(b, &state) != nil {
+		t.Fatalf("read %s/fetch.json: %v", during, err)
 	}
 	time.Sleep(500 * time.Millisecond)
 	pds.command(t, "calm")
@@ -81,6 +91,11 @@ func TestInteropRelay(t *testing.T) {
 	}
 	s1, f1 := spoolRecords(t, during)
 	s2, f2 := spoolRecords(t, whole)
+	// It reaches the head it read (a few live frames past it may come on its own connection
+	// before the probe's answer does).
+	if state.StopSeq == 0 || state.LastSeq < state.StopSeq || s1[len(s1)-1] != state.LastSeq {
+		t.Fatalf("the fetch during live traffic stopped at seq %d (its fetch.json: last %d, stop %d), want at or past the head it read", s1[len(s1)-1], state.LastSeq, state.StopSeq)
+	}
 	if len(s1) <= len(seqs) || len(s1) >= len(s2) {
 		t.Fatalf("the fetch during live traffic kept %d frames, the rounds before it %d, the fetch after it %d: want between", len(s1), len(seqs), len(s2))
 	}
@@ -194,7 +209,7 @@ type testPDS struct {
 	stdin         io.WriteCloser
 	lines         chan string // UP, READY and LIVE
 	exited        chan error
-	stderr        *strings.Builder
+	stderr        *lockedBuffer
 }
 
 // startPDS runs interop/pds.mjs, its PLC directory on plcPort (any when 0), and waits until the
@@ -215,10 +230,11 @@ func startPDS(t *testing.T, plcPort int) *testPDS {
 		snapPath: filepath.Join(t.TempDir(), "snapshot.json"),
 		lines:    make(chan string, 4),
 		exited:   make(chan error, 1),
-		stderr:   &strings.Builder{},
+		stderr:   &lockedBuffer{},
 	}
 	cmd := exec.Command(node, "pds.mjs", p.snapPath, fmt.Sprint(port), fmt.Sprint(plcPort))
 	cmd.Dir = "interop"
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir()) // the PDS's data, removed with the test's
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
@@ -369,15 +385,20 @@ func startIndigoRelay(t *testing.T, bin string, plcPort, pdsPort int) *indigoRel
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
-		return func() {
-			cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-exited:
-			case <-time.After(20 * time.Second):
-				cmd.Process.Kill()
-				<-exited
-			}
+		var once sync.Once
+		stop = func() {
+			once.Do(func() {
+				cmd.Process.Signal(os.Interrupt)
+				select {
+				case <-exited:
+				case <-time.After(20 * time.Second):
+					cmd.Process.Kill()
+					<-exited
+				}
+			})
 		}
+		t.Cleanup(stop)
+		return stop
 	}
 	poll := func(what string, ok func() bool) {
 		t.Helper()
@@ -401,8 +422,7 @@ func startIndigoRelay(t *testing.T, bin string, plcPort, pdsPort int) *indigoRel
 		fmt.Sprintf("localhost:%d", pdsPort)); err != nil {
 		t.Fatalf("add the PDS to the relay's hosts: %v", err)
 	}
-	stop = start()
-	t.Cleanup(stop)
+	start()
 	poll("not subscribed to the PDS", func() bool {
 		res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics))
 		if err != nil {
@@ -415,10 +435,10 @@ func startIndigoRelay(t *testing.T, bin string, plcPort, pdsPort int) *indigoRel
 	return &indigoRelay{url: fmt.Sprintf("ws://127.0.0.1:%d", port), api: fmt.Sprintf("http://127.0.0.1:%d", port), logs: logs}
 }
 
-// caughtUp waits until the relay has passed on every account's last event of the snapshot's
-// round: its status, and its last commit's rev. (The relay's cursor of the PDS lags: it is
-// read before the event being handled counts as done.) pds.mjs ends each round of every
-// account with an event these show.
+// caughtUp waits until the relay has taken in every account's last event of the snapshot's
+// round: its status, and its last commit's rev (pds.mjs ends each round of every account with
+// an event these show; the relay's cursor of the PDS lags, read before the event being handled
+// counts as done), then for the relay's event log, which it writes out every 100 ms.
 func (r *indigoRelay) caughtUp(t *testing.T, snap *pdsSnapshot) {
 	t.Helper()
 	var behind string
@@ -446,6 +466,7 @@ func (r *indigoRelay) caughtUp(t *testing.T, snap *pdsSnapshot) {
 			}
 		}
 		if behind == "" {
+			time.Sleep(500 * time.Millisecond)
 			return
 		}
 		if time.Now().After(deadline) {
