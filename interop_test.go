@@ -122,18 +122,16 @@ func interopRounds(t *testing.T, url string, pds *testPDS, viaRelay bool, more f
 			t.Fatalf("round %d: backfill run: exit code %d", round, code)
 		}
 
-		// The frames, as indigo reads them, applied one at a time.
 		seqs, frames := spoolRecords(t, dir)
 		if len(frames) == 0 {
 			t.Fatal("the spool holds no frames")
 		}
-		model := relaytest.NewModel()
-		for i, f := range frames {
-			if i > 0 && seqs[i] <= seqs[i-1] {
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] <= seqs[i-1] {
 				t.Fatalf("round %d: the spool holds seq %d after %d", round, seqs[i], seqs[i-1])
 			}
-			model.Apply(relaytest.Frame{Seq: seqs[i], Bytes: f})
 		}
+		model := frameModel(seqs, frames, 0)
 		for reason, n := range model.Problems {
 			t.Errorf("round %d: the model counted %d %s in the frames", round, n, reason)
 		}
@@ -162,6 +160,17 @@ func interopRounds(t *testing.T, url string, pds *testPDS, viaRelay bool, more f
 	return dir
 }
 
+// frameModel applies the spooled frames after seq after, as indigo reads them, one at a time.
+func frameModel(seqs []int64, frames [][]byte, after int64) *relaytest.Model {
+	m := relaytest.NewModel()
+	for i, f := range frames {
+		if seqs[i] > after {
+			m.Apply(relaytest.Frame{Seq: seqs[i], Bytes: f})
+		}
+	}
+	return m
+}
+
 // otherWaysIn backfills from url, whose frames spool holds, in the other ways users start:
 // --days 1 (every event is from the last minutes: all of them), --start-cursor in the middle
 // (which wins over --days), and --start-cursor past the head, which must fail with a message
@@ -184,13 +193,7 @@ func otherWaysIn(t *testing.T, url, spool string) {
 		if code := backfill(t, args...); code != 0 {
 			t.Fatalf("%s: backfill run: exit code %d", tc.name, code)
 		}
-		model := relaytest.NewModel()
-		for i, f := range frames {
-			if seqs[i] > tc.after {
-				model.Apply(relaytest.Frame{Seq: seqs[i], Bytes: f})
-			}
-		}
-		compareModel(t, dumpDB(t, dsn), model)
+		compareModel(t, dumpDB(t, dsn), frameModel(seqs, frames, tc.after))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

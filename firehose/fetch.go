@@ -125,7 +125,8 @@ func Fetch(ctx context.Context, cfg Config, sink Sink, st *Stats) error {
 		go func() {
 			if pt, ok, err := cfg.HeadProbe.Head(pctx); err == nil && ok {
 				if pt.Seq < f.start {
-					// Behind the cursor: the fetch's next idle check says so (probedBehind).
+					// Behind the cursor: the head stays unknown, and run's check of a replay
+					// gone idle says so (probedBehind).
 					f.headBehind.Store(pt.Seq)
 					return
 				}
@@ -465,9 +466,6 @@ func (f *fetcher) session(ctx context.Context, conn *Conn) error {
 				return errDone
 			}
 			if !f.cfg.Follow {
-				if err := f.probedBehind(); err != nil {
-					return err
-				}
 				head := f.head.Load()
 				if head == 0 {
 					return errIdle
