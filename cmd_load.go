@@ -233,6 +233,7 @@ func printLoadSummary(w io.Writer, s loader.Summary) {
 		{"load", "", ""},
 		{"segments loaded / skipped", fmt.Sprintf("%d / %d", s.SegmentsLoaded, s.SegmentsSkipped), ""},
 		{"transactions / retries", fmt.Sprintf("%d / %d", s.Transactions, s.Retries), ""},
+		{"  begun ahead / their rows", fmt.Sprintf("%d / %d", s.AheadUnits, s.AheadRows), ""},
 		{"frames", fmt.Sprint(s.Frames), fmt.Sprintf("%.0f/s", float64(s.Frames)/secs)},
 	}
 	kinds := make([]decode.Kind, 0, len(s.Events))

@@ -150,6 +150,9 @@ type target struct {
 	// then looks keys up by hash, comparing the keys themselves only when hashes meet.
 	hashes func(i int) (keyHash, keyHash)
 	pairs  bool
+	// ahead reports whether create i was written by the unit's head start (head.go): no other
+	// create or op of the unit has its uri or pair, so it is simply not written again.
+	ahead func(i int) bool
 	// distinct says the creates are pairwise distinct on uri and pair (a phase the planner
 	// found unordered), so only probes drop creates.
 	distinct bool
@@ -187,7 +190,7 @@ func (t *target) kept() []int {
 		// Keys pairwise distinct (users by did, posts by uri, an unordered phase's creates):
 		// only probes drop creates.
 		for i := range t.n {
-			if len(t.found) == 0 || t.found[i] == 0 {
+			if (len(t.found) == 0 || t.found[i] == 0) && !t.isAhead(i) {
 				keep = append(keep, i)
 			}
 		}
@@ -210,6 +213,9 @@ func (t *target) kept() []int {
 		}
 	}
 	for i := range t.n {
+		if t.isAhead(i) {
+			continue
+		}
 		k, pk := t.key(i)
 		if _, ok := keys[k]; ok {
 			continue
@@ -222,6 +228,9 @@ func (t *target) kept() []int {
 	}
 	return keep
 }
+
+// isAhead reports whether the head start wrote create i.
+func (t *target) isAhead(i int) bool { return t.ahead != nil && t.ahead(i) }
 
 // keptByHash is kept with the keys' hashes for map keys, which hash and compare faster than the
 // strings of the uri and the pair. When two creates' hashes meet, their keys are compared; when
@@ -264,6 +273,9 @@ func (t *target) keptByHash(keep []int) ([]int, bool) {
 		}
 	}
 	for i := range t.n {
+		if t.isAhead(i) {
+			continue
+		}
 		uh, ph := t.hashes(i)
 		held, clash := holds(keys, uh, i, false)
 		if clash {

@@ -5,7 +5,8 @@
 //
 // Files:
 //   - config.go: Config, RetryPolicy, defaults and checks, RedactDSN.
-//   - loader.go: Loader, Open, Close, the connection and the advisory lock.
+//   - loader.go: Loader, Open, Close, the connections and the advisory lock.
+//   - head.go: the head start of the next unit on the second connection, and why it is exact.
 //   - schema.go: the DDL of SCHEMA.md plus the tool's backfill_* tables, index reuse, the
 //     column check and the varchar limits it reads.
 //   - run.go: Run: the spool listing (and following), the read/decode/plan stage with its
@@ -102,8 +103,16 @@
 // transaction. Transient errors (lost connection, server restart, serialization failure,
 // deadlock) roll the unit back and retry it on a new connection with jittered backoff.
 //
-// Concurrency: one Loader owns one connection, which holds a session advisory lock: a second
-// loader on the same database fails in Open with ErrLocked. Run runs one reading goroutine,
+// Head start (head.go): while the writer writes a unit on one connection, the next unit's
+// transaction begins on the other and COPYs the creates that nothing in either unit touches
+// (alone on their uri and pair, in no unit before, not pending); once the unit before has
+// committed it goes on as above, taking those creates as written. The units take turns on the
+// two connections, each is still one transaction, and they commit in order. A unit that fails
+// after its head start is retried the usual way on the main connection.
+//
+// Concurrency: one Loader owns a main connection, which holds a session advisory lock (a second
+// loader on the same database fails in Open with ErrLocked), and a helper connection for every
+// other unit, opened on the first head start. Run runs one reading goroutine,
 // Config.Workers decode goroutines (one decode.Decoder each) and one writer; the reader works
 // on the next unit while the writer commits the current one, at most two units ahead. Reading,
 // decoding and planning take at most GOMAXPROCS-1 threads (at least one) at once, the writer

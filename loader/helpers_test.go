@@ -294,6 +294,7 @@ func openLoader(tb testing.TB, cfg Config) *Loader {
 	}
 	tb.Cleanup(l.Close)
 	l.minBatchBytes = 0
+	l.headMin = 1
 	return l
 }
 
@@ -307,6 +308,7 @@ func load(tb testing.TB, cfg Config, dir string, tweak ...func(*Loader)) Summary
 	}
 	defer l.Close()
 	l.minBatchBytes = 0
+	l.headMin = 1
 	for _, f := range tweak {
 		f(l)
 	}

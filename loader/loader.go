@@ -31,9 +31,23 @@ type Loader struct {
 	schema  *schemaInfo
 	stats   Stats
 
-	mu    sync.Mutex // serialises Run and Close; guards conn
-	conn  *pgx.Conn  // nil or closed after a lost connection; reopened on demand
-	known didSet     // DIDs ensured in users by this run's commits (writer goroutine only)
+	mu   sync.Mutex // serialises Run and Close; guards conn
+	conn *pgx.Conn  // nil or closed after a lost connection; reopened on demand
+	// helper is the second connection, which takes every other unit while head starts go on
+	// (head.go); it holds no lock: l.conn does. Writer goroutine only.
+	helper    *pgx.Conn
+	pre       *headStart   // the head start of the unit being written (writer goroutine only)
+	headMu    sync.Mutex   // guards ahead and mainTaken (the writer and its watcher, head.go)
+	ahead     *headStart   // the head start running for the unit after the one being written
+	mainTaken bool         // the unit being written retries on the main connection: no head start there
+	keysMu    sync.RWMutex // guards seen and pending while a head start reads them
+	noHead    bool         // no head starts (tests only)
+	waitNext  bool         // the writer waits for the next unit before it writes one, for its head start (tests only)
+	touched   []uint8      // the head starts' table of touch counts (head.go), one at a time
+	headMin   int          // the fewest creates of a head start (tests lower it)
+	// beforeHead, when set (tests only), runs in a head start's goroutine before its COPYs.
+	beforeHead func()
+	known      didSet // DIDs ensured in users by this run's commits (writer goroutine only)
 
 	rateStart  time.Time // first commit under MaxEventsPerSec (writer goroutine only)
 	rateEvents int64     // events committed since rateStart
@@ -78,7 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Loader, error) {
 	}
 	// Timestamps are written as UTC wall time into timestamp columns; now() must agree.
 	connCfg.RuntimeParams["timezone"] = "UTC"
-	l := &Loader{cfg: cfg, connCfg: connCfg, secrets: secrets, minBatchBytes: minBatchBytes}
+	l := &Loader{cfg: cfg, connCfg: connCfg, secrets: secrets, minBatchBytes: minBatchBytes, headMin: headMinRows}
 	if err := l.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -106,6 +120,12 @@ func (l *Loader) Close() {
 		_ = l.conn.Close(ctx)
 		l.conn = nil
 	}
+	if l.helper != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = l.helper.Close(ctx)
+		l.helper = nil
+	}
 }
 
 // Stats returns the loader's live counters.
@@ -113,10 +133,21 @@ func (l *Loader) Stats() *Stats { return &l.stats }
 
 // connect opens the connection, takes the advisory lock and creates the staging tables.
 func (l *Loader) connect(ctx context.Context) error {
+	conn, err := l.dial(ctx, true)
+	if err != nil {
+		return err
+	}
+	l.conn = conn
+	return nil
+}
+
+// dial opens a connection with the staging tables, after taking the advisory lock on it when
+// lock is set.
+func (l *Loader) dial(ctx context.Context, lock bool) (*pgx.Conn, error) {
 	dsn := RedactDSN(l.cfg.DatabaseURL)
 	conn, err := pgx.ConnectConfig(ctx, l.connCfg.Copy())
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", dsn, scrub(err, l.secrets...))
+		return nil, fmt.Errorf("connect to %s: %w", dsn, scrub(err, l.secrets...))
 	}
 	fail := func(err error) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -124,17 +155,17 @@ func (l *Loader) connect(ctx context.Context) error {
 		_ = conn.Close(cctx)
 		return err
 	}
-	var ok bool
+	ok := !lock
 	// A few tries: the server process of a loader that just exited may not have noticed yet.
-	for try := 0; ; try++ {
+	for try := 0; lock; try++ {
 		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&ok); err != nil {
-			return fail(fmt.Errorf("take loader lock on %s: %w", dsn, err))
+			return nil, fail(fmt.Errorf("take loader lock on %s: %w", dsn, err))
 		}
 		if ok || try == 4 {
 			break
 		}
 		if err := ctxtime.Sleep(ctx, 100*time.Millisecond); err != nil {
-			return fail(err)
+			return nil, fail(err)
 		}
 	}
 	if !ok {
@@ -150,15 +181,14 @@ LIMIT 1`, lockKey).Scan(&pid, &app, &addr)
 		if err == nil {
 			holder = fmt.Sprintf("pid %d (application %q, client %s)", pid, app, addr)
 		}
-		return fail(fmt.Errorf("%w: database %s is being loaded by %s", ErrLocked, dsn, holder))
+		return nil, fail(fmt.Errorf("%w: database %s is being loaded by %s", ErrLocked, dsn, holder))
 	}
 	for _, ddl := range stageDDL {
 		if _, err := conn.Exec(ctx, ddl); err != nil {
-			return fail(fmt.Errorf("create staging table: %w", err))
+			return nil, fail(fmt.Errorf("create staging table: %w", err))
 		}
 	}
-	l.conn = conn
-	return nil
+	return conn, nil
 }
 
 // dsnSecrets returns the passwords a DSN spells out, to mask them in error messages.

@@ -42,6 +42,7 @@ type pairOp struct {
 	// doomed: the last op at its uri in the unit, and a later delete of the spool removes its
 	// row (hints.go); the writer may leave it out (pending.go).
 	doomed bool
+	ahead  bool // written by the unit's head start (head.go)
 }
 
 // postState is the net effect of a unit's ops on one post uri: delete the row (del), then insert
@@ -51,6 +52,7 @@ type postState struct {
 	row     *decode.PostRow
 	indexed time.Time
 	hash    keyHash // the uri in the filter of written keys (seen.go), set with row
+	ahead   bool    // row written by the unit's head start (head.go)
 }
 
 type userRow struct {

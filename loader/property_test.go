@@ -19,7 +19,15 @@ import (
 // randomEvents returns n events over a small key space, so that uris, pairs and DIDs collide
 // often, with some frames that do not decode and some events without a time.
 func randomEvents(rng *rand.Rand, n int, firstSeq int64) []tEvent {
-	did := func() string { return fmt.Sprintf("did:plc:d%d", rng.IntN(4)) }
+	return randomEventsIn(rng, n, firstSeq, keySpace{dids: 4, rkeys: 3, posts: 2})
+}
+
+// keySpace is how many DIDs, record keys and liked post keys random events draw from.
+type keySpace struct{ dids, rkeys, posts int }
+
+// randomEventsIn is randomEvents over the keys of ks.
+func randomEventsIn(rng *rand.Rand, n int, firstSeq int64, ks keySpace) []tEvent {
+	did := func() string { return fmt.Sprintf("did:plc:d%d", rng.IntN(ks.dids)) }
 	colls := []string{nsPost, nsLike, nsRepost, nsFollow, nsBlock, nsProfile, nsOther}
 	var evs []tEvent
 	seq := firstSeq
@@ -48,7 +56,7 @@ func randomEvents(rng *rand.Rand, n int, firstSeq int64) []tEvent {
 		default:
 			e.kind = decode.KindCommit
 			for range 1 + rng.IntN(3) {
-				o := tOp{coll: colls[rng.IntN(len(colls))], rkey: fmt.Sprintf("r%d", rng.IntN(3))}
+				o := tOp{coll: colls[rng.IntN(len(colls))], rkey: fmt.Sprintf("r%d", rng.IntN(ks.rkeys))}
 				switch r := rng.IntN(10); {
 				case r < 5:
 					o.action = "create"
@@ -59,7 +67,7 @@ func randomEvents(rng *rand.Rand, n int, firstSeq int64) []tEvent {
 				}
 				switch o.coll {
 				case nsLike, nsRepost:
-					o.subject = fmt.Sprintf("at://%s/%s/p%d", did(), nsPost, rng.IntN(2))
+					o.subject = fmt.Sprintf("at://%s/%s/p%d", did(), nsPost, rng.IntN(ks.posts))
 				case nsFollow, nsBlock:
 					o.subject = did()
 				case nsPost:
@@ -147,8 +155,10 @@ func TestRandomized(t *testing.T) {
 	exec(t, c, `DROP TRIGGER IF EXISTS fail_commit ON test_commit_fails`)
 	exec(t, c, `CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON test_commit_fails DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_commit()`)
 	var refused, refusedPending int
+	var ahead int64 // rows written by head starts
 	for it := range iterations {
 		rng := rand.New(rand.NewPCG(uint64(it), 99))
+		hrng := rand.New(rand.NewPCG(uint64(it), 7)) // head starts: off, when the next unit is ready, or always
 		evs := randomEvents(rng, 40+rng.IntN(200), 0)
 		cfg := Config{DatabaseURL: url, Workers: 1 + rng.IntN(4), BatchSize: 1 + rng.IntN(4)}
 		m := newModel()
@@ -217,6 +227,12 @@ func TestRandomized(t *testing.T) {
 			sum := load(t, rcfg, dir, func(l *Loader) {
 				loader = l
 				l.direct = direct
+				switch hrng.IntN(3) {
+				case 0:
+					l.noHead = true
+				case 2:
+					l.waitNext = true
+				}
 				l.pendingCompact = 1 + rng.IntN(4) // backfill_pending's log rewritten often
 				if refuse > 0 {
 					commits := 0
@@ -245,6 +261,7 @@ func TestRandomized(t *testing.T) {
 			pend.left += loader.pendingCounts.left
 			pend.materialized += loader.pendingCounts.materialized
 			pend.ended += loader.pendingCounts.ended
+			ahead += sum.AheadRows
 		}
 		// Every row left out pending meets its delete in the spool.
 		if s, _, err := readPending(context.Background(), c); err != nil || s.n != 0 {
@@ -261,7 +278,10 @@ func TestRandomized(t *testing.T) {
 	if elided[TableUsers] == 0 || elided[TablePosts] == 0 || elided[TableLikes]+elided[TableReposts]+elided[TableFollows]+elided[TableBlocks] == 0 {
 		t.Errorf("no profile, no post or no pair create was left out: %v", elided)
 	}
-	t.Logf("COMMITs refused: %d, %d of them with rows pending", refused, refusedPending)
+	t.Logf("COMMITs refused: %d, %d of them with rows pending; rows written ahead: %d", refused, refusedPending, ahead)
+	if ahead == 0 {
+		t.Errorf("no rows were written by a head start")
+	}
 	if refusedPending == 0 {
 		t.Errorf("no COMMIT was refused while rows were pending")
 	}

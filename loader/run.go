@@ -210,26 +210,46 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 	g.Go(func() error {
 		held := false            // the writer has its slot, or takes it (taking)
 		var taking chan struct{} // closed once the writer has taken its slot
+		var next *writeUnit      // taken from ready for its head start while w was written
+		end := false             // ready is closed
+		var watch *watcher
+		defer func() {
+			if watch != nil {
+				next, _ = watch.stop()
+			}
+			if next != nil {
+				l.dropHead(ctx, next.head)
+			}
+		}()
 		for {
 			t0 := time.Now()
 			var w *writeUnit
 			select {
-			case w = <-ready:
+			case <-gctx.Done():
+				return gctx.Err()
 			default:
-				// Waiting for the decoders, which have the writer's thread meanwhile.
-				if held {
+			}
+			if next != nil || end {
+				w, next = next, nil
+			} else {
+				select {
+				case w = <-ready:
+				default:
+					// Waiting for the decoders, which have the writer's thread meanwhile.
+					if held {
+						select {
+						case <-taking:
+						case <-gctx.Done():
+							return gctx.Err()
+						}
+						<-slots
+						held = false
+					}
 					select {
-					case <-taking:
+					case w = <-ready:
 					case <-gctx.Done():
 						return gctx.Err()
 					}
-					<-slots
-					held = false
-				}
-				select {
-				case w = <-ready:
-				case <-gctx.Done():
-					return gctx.Err()
 				}
 			}
 			sum.WaitTime += time.Since(t0)
@@ -237,6 +257,22 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 				return nil
 			}
 			ahead.Release(w.weight)
+			if w.head != nil && !w.head.usable() {
+				// Its connection is free again before the next head start plans with it.
+				l.dropHead(ctx, w.head)
+				w.head = nil
+			} else if w.head != nil {
+				l.adoptHelper(w.head)
+			}
+			if !end {
+				// The next unit starts ahead once it is planned (tests wait for it).
+				watch = l.watchNext(gctx, w, ready)
+				if l.waitNext {
+					if err := watch.wait(gctx); err != nil {
+						return err
+					}
+				}
+			}
 			if !held && writerSlot > 0 {
 				// Taken without waiting for it: a decoder gives its slot up within a chunk, and
 				// the unit's first statements need no thread of this process but the writer's.
@@ -251,6 +287,10 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 			}
 			t1 := time.Now()
 			err := l.write(gctx, w, &sum)
+			if watch != nil {
+				next, end = watch.stop()
+				watch = nil
+			}
 			if err != nil {
 				return err
 			}
@@ -572,9 +612,9 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 	var res txResult
 	attempts := 0
 	safe := false
-	retries, err := l.withRetry(ctx, func(conn *pgx.Conn) error {
+	try := func(conn *pgx.Conn, h *headStart) error {
 		attempts++
-		r, done, err := l.attempt(ctx, conn, w, attempts, safe)
+		r, done, err := l.attempt(ctx, conn, w, attempts, safe, h)
 		if err == nil && !done {
 			res = r
 		}
@@ -585,8 +625,30 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 			return &retrySafeError{err}
 		}
 		return err
-	})
-	sum.Retries += retries
+	}
+	var err error
+	if h := w.head; h.usable() {
+		if err = try(nil, h); err == nil {
+			for _, n := range h.rows {
+				sum.AheadRows += n
+			}
+			sum.AheadUnits++
+		} else {
+			if !transient(err) {
+				return fmt.Errorf("load segments %s..%s: %w", w.segs[0].Name, w.segs[len(w.segs)-1].Name, err)
+			}
+			sum.Retries++
+			h.mark(false) // rolled back
+			// The attempts after this one go the usual way, on the main connection: the head
+			// start of the next unit, if it runs there, gives way.
+			l.takeMain(ctx)
+		}
+	}
+	if attempts == 0 || err != nil {
+		var retries int
+		retries, err = l.withRetry(ctx, func(conn *pgx.Conn) error { return try(conn, nil) })
+		sum.Retries += retries
+	}
 	if err != nil {
 		return fmt.Errorf("load segments %s..%s: %w", w.segs[0].Name, w.segs[len(w.segs)-1].Name, err)
 	}

@@ -128,6 +128,8 @@ type Summary struct {
 	SegmentsSkipped int                     // segments skipped as already loaded
 	Transactions    int                     // committed transactions
 	Retries         int                     // transaction attempts that failed transiently and were retried
+	AheadUnits      int                     // transactions that began with a head start (head.go)
+	AheadRows       int64                   // rows those head starts wrote
 	Frames          int64                   // frames read
 	Events          map[decode.Kind]int64   // events applied or counted, by kind
 	Rows            map[Table]RowCount      // rows written, by table

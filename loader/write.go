@@ -37,12 +37,32 @@ var pairColumns = [numPairTables][2]string{
 
 var pairStageCols = []string{"phase", "pos", "uri", "a", "b", "created_at", "indexed_at"}
 
+// pairCopyCols are the columns a direct COPY into each pair table fills, in Table order from
+// TableLikes.
+var pairCopyCols = func() (c [numPairTables][]string) {
+	for i, p := range pairColumns {
+		c[i] = []string{"uri", p[0], p[1], "created_at", "indexed_at"}
+	}
+	return c
+}()
+
+// pairRow encodes a pair table's create for a direct COPY (pairCopyCols).
+func pairRow(op *pairOp, r *copyRow) {
+	r.start(5)
+	r.text(op.uri)
+	r.text(op.key.a)
+	r.text(op.key.b)
+	r.timestamp(op.created)
+	r.timestamp(op.indexed)
+}
+
 // writeUnit is a decoded and planned unit on its way to the database.
 type writeUnit struct {
 	relay  string
 	segs   []spool.SegmentInfo
 	plan   *unitPlan
-	weight int64 // job.weight, given back when the writer takes the unit
+	weight int64      // job.weight, given back when the writer takes the unit
+	head   *headStart // its head start (head.go), nil when none
 }
 
 // txResult is what a committed transaction did.
@@ -101,18 +121,38 @@ var postCols = []string{"uri", "cid", "author_did", "text", "parent_uri", "root_
 // other, ON CONFLICT DO NOTHING is used instead. A row committed by another session between the
 // anti-join's snapshot and its insert fails the statement with a unique violation; the unit is
 // then retried with safe set, which also turns the direct COPY off.
-func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n int, safe bool) (res txResult, done bool, err error) {
+//
+// With h (the first attempt only), the unit goes on in the transaction of its head start
+// (head.go), on h's connection.
+func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n int, safe bool, h *headStart) (res txResult, done bool, err error) {
+	if h != nil {
+		conn = h.conn
+	}
 	if l.pendingStale {
 		// An earlier attempt's COMMIT failed after the unit's change went into l.pending: the
 		// set is the one the database has, which that COMMIT may or may not have changed (a
 		// lost reply). Read here, before the check of recorded segments, it is right whether
 		// the unit turns out done or is written again.
-		if l.pending, l.pendingLog, err = readPending(ctx, conn); err != nil {
+		l.keysMu.Lock()
+		l.pending, l.pendingLog, err = readPending(ctx, conn)
+		l.keysMu.Unlock()
+		if err != nil {
 			return res, false, fmt.Errorf("read pending rows: %w", err)
 		}
 		l.pendingStale = false
 	}
-	tp := newTxPipe(conn)
+	var tp *txPipe
+	if h != nil {
+		tp, h.tp = h.tp, nil
+		l.pre = h
+		defer func() { l.pre = nil }()
+		for t, n := range h.rows {
+			res.rows[t].Inserted += n
+		}
+	} else {
+		tp = newTxPipe(conn)
+		queueSettings(tp)
+	}
 	defer func() {
 		if err != nil {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -146,18 +186,6 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 			return res, false, fmt.Errorf("loader: %d of %d segments of one transaction are recorded as loaded", have, len(w.segs))
 		}
 	}
-
-	// Every statement here finds its rows by key, and wants the index: staging tables have no
-	// statistics, a hash or merge join would read a whole target table for a few rows, and on
-	// tables that grew since they were last analyzed the planner takes a sequential scan that
-	// compares each row with each of a few thousand uris of "uri = ANY($1)".
-	tp.queue(`SET LOCAL enable_hashjoin = off`)
-	tp.queue(`SET LOCAL enable_mergejoin = off`)
-	tp.queue(`SET LOCAL enable_seqscan = off`)
-	// The cost estimates of these statements pass jit_above_cost and parallel_setup_cost, but
-	// compiling them or starting workers takes longer than running them.
-	tp.queue(`SET LOCAL jit = off`)
-	tp.queue(`SET LOCAL max_parallel_workers_per_gather = 0`)
 
 	// Users this run already ensured (committed) exist: only the others need the ensure. Those
 	// that do not exist go straight into users with their final handle and profile; the
@@ -206,12 +234,14 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 			ch = &pendingChange{}
 		}
 		ch.queueMaterialize(tp, &res.rows)
+		l.keysMu.Lock()
 		for i := range ch.materialize {
 			for _, r := range ch.materialize[i] {
 				l.seen.add(r.uh)
 				l.seen.add(r.ph)
 			}
 		}
+		l.keysMu.Unlock()
 	}); err != nil {
 		return res, false, fmt.Errorf("update users and accounts: %w", err)
 	}
@@ -494,15 +524,32 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 	// take its change (10-15 ms a unit the database waited for; a COMMIT that fails leaves them
 	// stale, and the next attempt reads them again).
 	if err = tp.flushWith(ctx, func() {
+		l.keysMu.Lock()
 		l.seen.addUnit(p)
 		l.pendingStale = true
 		l.pending.apply(ch)
+		l.keysMu.Unlock()
 		l.pendingLog = res.pendingLog
 	}); err != nil {
 		return res, false, fmt.Errorf("record segments and commit: %w", err)
 	}
 	l.pendingStale = false
 	return res, false, nil
+}
+
+// queueSettings queues the settings of a unit's transaction.
+func queueSettings(tp *txPipe) {
+	// Every statement here finds its rows by key, and wants the index: staging tables have no
+	// statistics, a hash or merge join would read a whole target table for a few rows, and on
+	// tables that grew since they were last analyzed the planner takes a sequential scan that
+	// compares each row with each of a few thousand uris of "uri = ANY($1)".
+	tp.queue(`SET LOCAL enable_hashjoin = off`)
+	tp.queue(`SET LOCAL enable_mergejoin = off`)
+	tp.queue(`SET LOCAL enable_seqscan = off`)
+	// The cost estimates of these statements pass jit_above_cost and parallel_setup_cost, but
+	// compiling them or starting workers takes longer than running them.
+	tp.queue(`SET LOCAL jit = off`)
+	tp.queue(`SET LOCAL max_parallel_workers_per_gather = 0`)
 }
 
 // targetDone records how the direct COPY of t into tab went.
@@ -584,6 +631,7 @@ func (l *Loader) postTarget(rows []*postState, blind bool) *target {
 	t := &target{
 		table: "posts", cols: postCols, n: len(rows), row: postRow(rows), keySorted: true, // by the planner
 		key:   func(i int) (string, pairKey) { return rows[i].row.URI, pairKey{} },
+		ahead: func(i int) bool { return rows[i].ahead },
 		probe: probeByKey("posts", "uri"),
 		args: func(idx []int) []any {
 			uris := make([]string, len(idx))
@@ -652,17 +700,10 @@ func (l *Loader) pairTarget(tab Table, pl *phasePlan, k int, blind bool) *target
 		distinct: !pl.ordered[k],
 		byKey:    pl.byKey[k],
 		key:      func(i int) (string, pairKey) { return rows[i].op.uri, rows[i].op.key },
+		ahead:    func(i int) bool { return rows[i].op.ahead },
 		hashes:   func(i int) (keyHash, keyHash) { return rows[i].op.uh, rows[i].op.ph },
-		table:    name, cols: []string{"uri", cols[0], cols[1], "created_at", "indexed_at"}, n: len(rows),
-		row: func(j int, r *copyRow) {
-			op := rows[j].op
-			r.start(5)
-			r.text(op.uri)
-			r.text(op.key.a)
-			r.text(op.key.b)
-			r.timestamp(op.created)
-			r.timestamp(op.indexed)
-		},
+		table:    name, cols: pairCopyCols[tab-TableLikes], n: len(rows),
+		row:   func(j int, r *copyRow) { pairRow(rows[j].op, r) },
 		probe: probePairs(name, cols),
 		args: func(idx []int) []any {
 			uris, as, bs := make([]string, len(idx)), make([]string, len(idx)), make([]string, len(idx))
