@@ -85,7 +85,9 @@ type headPlan struct {
 // first attempt does not use; nil when there is none: the main connection is down, or the
 // policy or the back-off of direct COPYs keeps every table from it. Writer goroutine only.
 func (l *Loader) planHead(prev *writeUnit) *headPlan {
-	if l.noHead {
+	if l.noHead || l.cfg.MaxEventsPerSec > 0 {
+		// Under a rate limit a unit that began ahead would wait out the limit's pauses too,
+		// holding its transaction open.
 		return nil
 	}
 	hp := &headPlan{prev: prev, reverse: !l.reverse, min: l.headMin}
@@ -196,7 +198,7 @@ type watcher struct {
 func (l *Loader) watchNext(ctx context.Context, prev *writeUnit, ready <-chan *writeUnit) *watcher {
 	hp := l.planHead(prev)
 	l.headMu.Lock()
-	l.ahead, l.mainTaken = nil, false
+	l.ahead, l.aheadStopped = nil, false
 	l.headMu.Unlock()
 	wt := &watcher{stopc: make(chan struct{}), done: make(chan struct{}), got: make(chan struct{})}
 	go func() {
@@ -207,7 +209,7 @@ func (l *Loader) watchNext(ctx context.Context, prev *writeUnit, ready <-chan *w
 				wt.closed = true
 			} else if hp != nil {
 				l.headMu.Lock()
-				if !hp.onMain || !l.mainTaken {
+				if !l.aheadStopped {
 					n.head = l.startHead(ctx, hp, n)
 					l.ahead = n.head
 				}
@@ -240,16 +242,16 @@ func (wt *watcher) stop() (*writeUnit, bool) {
 	return wt.next, wt.closed
 }
 
-// takeMain keeps head starts off the main connection, which the unit being written now needs
-// for its retries, and ends the one running there. Writer goroutine only.
-func (l *Loader) takeMain(ctx context.Context) {
+// stopAhead ends the head start of the next unit, and keeps another from starting, once an
+// attempt of the unit being written failed: its retries need the main connection, and the
+// keys the head start checked against (the written keys' filter and the pending rows, which a
+// COMMIT that failed may have changed already) are no longer sure. Writer goroutine only.
+func (l *Loader) stopAhead(ctx context.Context) {
 	l.headMu.Lock()
-	l.mainTaken = true
+	l.aheadStopped = true
 	a := l.ahead
 	l.headMu.Unlock()
-	if a != nil && a.onMain {
-		l.dropHead(ctx, a)
-	}
+	l.dropHead(ctx, a)
 }
 
 // rollback ends h's transaction, if any, and drops the connection when that fails.

@@ -12,6 +12,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// filler is a commit whose creates nothing else touches: they go ahead.
+func filler(seq int64, did string) tEvent {
+	return commitEv(seq, did, postOp("create", fmt.Sprintf("f%d", seq), "filler"),
+		op("create", nsLike, fmt.Sprintf("f%d", seq), post(bob, fmt.Sprintf("x%d", seq))),
+		op("create", nsFollow, fmt.Sprintf("f%d", seq), fmt.Sprintf("did:plc:f%d", seq)))
+}
+
 // TestHeadStart loads sequences of units of one segment each, the writer waiting for each next
 // unit so that its head start runs while the unit before is written, and compares the database
 // with the sequential model. Each case is a way a unit's early creates could go wrong if the
@@ -22,12 +29,6 @@ func TestHeadStart(t *testing.T) {
 	likeS := post(carol, "s")
 	like := func(action, rkey string) tOp { return op(action, nsLike, rkey, likeS) }
 	follow := func(action, rkey string) tOp { return op(action, nsFollow, rkey, carol) }
-	// filler gives a unit creates that nothing else touches, which go ahead.
-	filler := func(seq int64, did string) tEvent {
-		return commitEv(seq, did, postOp("create", fmt.Sprintf("f%d", seq), "filler"),
-			op("create", nsLike, fmt.Sprintf("f%d", seq), post(bob, fmt.Sprintf("x%d", seq))),
-			op("create", nsFollow, fmt.Sprintf("f%d", seq), fmt.Sprintf("did:plc:f%d", seq)))
-	}
 	cases := []struct {
 		name  string
 		live  func(a liveApp)
@@ -269,5 +270,55 @@ func TestHeadStartRandomized(t *testing.T) {
 	t.Logf("%d transactions begun ahead with %d rows; %d COMMITs refused after a head start", aheadUnits, ahead, refusedAhead)
 	if ahead < 100 || refusedAhead == 0 {
 		t.Errorf("the iterations wrote %d rows ahead and refused %d COMMITs after a head start: too few to test it", ahead, refusedAhead)
+	}
+}
+
+// TestHeadStartLockLost ends the main connection (the holder of the loader lock) while a unit
+// that began ahead on the helper connection is about to commit: the unit must not commit
+// without the lock, and is retried on a new main connection, which takes it again.
+func TestHeadStartLockLost(t *testing.T) {
+	t.Parallel()
+	url := testDB(t)
+	c := dbConn(t, url)
+	var evs []tEvent
+	for i := range 6 {
+		evs = append(evs, filler(int64(i+1), []string{alice, bob}[i%2]))
+	}
+	m := newModel()
+	m.applyAll(evs)
+	dir := t.TempDir()
+	writeSpool(t, dir, evs, 0, 1, 2, 3, 4)
+	killed := false
+	sum := load(t, Config{DatabaseURL: url, Workers: 1, BatchSize: 1, Retry: RetryPolicy{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}}, dir, func(l *Loader) {
+		l.waitNext = true
+		l.direct = directAlways
+		l.beforeCommit = func(ctx context.Context, conn *pgx.Conn) error {
+			if killed || l.pre == nil || l.pre.onMain {
+				return nil
+			}
+			killed = true
+			pid := l.conn.PgConn().PID()
+			exec(t, c, `SELECT pg_terminate_backend($1)`, pid)
+			for range 500 {
+				var n int
+				if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&n); err != nil {
+					return err
+				}
+				if n == 0 {
+					return nil
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			return fmt.Errorf("backend %d still there", pid)
+		}
+	})
+	if !killed {
+		t.Fatal("no unit was written on the helper connection")
+	}
+	if sum.Retries == 0 {
+		t.Errorf("the unit committed on the helper after the lock was lost")
+	}
+	if d := diffDumps(dumpDB(t, c), m.dump()); d != "" {
+		t.Fatalf("database differs from the sequential model:\n%s", d)
 	}
 }

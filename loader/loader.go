@@ -35,16 +35,17 @@ type Loader struct {
 	conn *pgx.Conn  // nil or closed after a lost connection; reopened on demand
 	// helper is the second connection, which takes every other unit while head starts go on
 	// (head.go); it holds no lock: l.conn does. Writer goroutine only.
-	helper    *pgx.Conn
-	pre       *headStart   // the head start of the unit being written (writer goroutine only)
-	headMu    sync.Mutex   // guards ahead and mainTaken (the writer and its watcher, head.go)
-	ahead     *headStart   // the head start running for the unit after the one being written
-	mainTaken bool         // the unit being written retries on the main connection: no head start there
-	keysMu    sync.RWMutex // guards seen and pending while a head start reads them
-	noHead    bool         // no head starts (tests only)
-	waitNext  bool         // the writer waits for the next unit before it writes one, for its head start (tests only)
-	touched   []uint8      // the head starts' table of touch counts (head.go), one at a time
-	headMin   int          // the fewest creates of a head start (tests lower it)
+	helper       *pgx.Conn
+	pre          *headStart   // the head start of the unit being written (writer goroutine only)
+	headMu       sync.Mutex   // guards ahead and aheadStopped (the writer and its watcher, head.go)
+	ahead        *headStart   // the head start running for the unit after the one being written
+	mainPID      uint32       // the server process of l.conn, which holds the loader lock
+	aheadStopped bool         // an attempt of the unit being written failed: no head start for the next
+	keysMu       sync.RWMutex // guards seen and pending while a head start reads them
+	noHead       bool         // no head starts (tests only)
+	waitNext     bool         // the writer waits for the next unit before it writes one, for its head start (tests only)
+	touched      []uint8      // the head starts' table of touch counts (head.go), one at a time
+	headMin      int          // the fewest creates of a head start (tests lower it)
 	// beforeHead, when set (tests only), runs in a head start's goroutine before its COPYs.
 	beforeHead func()
 	known      didSet // DIDs ensured in users by this run's commits (writer goroutine only)
@@ -137,7 +138,7 @@ func (l *Loader) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l.conn = conn
+	l.conn, l.mainPID = conn, conn.PgConn().PID()
 	return nil
 }
 

@@ -34,7 +34,9 @@ type txPipe struct {
 // newTxPipe queues BEGIN on conn.
 func newTxPipe(conn *pgx.Conn) *txPipe {
 	p := &txPipe{conn: conn, cutFirst: -1}
-	p.queue(`BEGIN`)
+	// Read committed whatever the session's default: a unit's statements must see what the
+	// units before it committed meanwhile (head.go).
+	p.queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
 	return p
 }
 

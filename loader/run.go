@@ -269,6 +269,7 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 				watch = l.watchNext(gctx, w, ready)
 				if l.waitNext {
 					if err := watch.wait(gctx); err != nil {
+						l.dropHead(ctx, w.head)
 						return err
 					}
 				}
@@ -618,6 +619,11 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 		if err == nil && !done {
 			res = r
 		}
+		if err != nil {
+			// The attempts after this one go the usual way, on the main connection: the head
+			// start of the next unit gives way.
+			l.stopAhead(ctx)
+		}
 		var pgErr *pgconn.PgError
 		if !safe && errors.As(err, &pgErr) && pgErr.Code == "23505" {
 			// Another session inserted a key between an anti-join and its insert.
@@ -639,9 +645,6 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 			}
 			sum.Retries++
 			h.mark(false) // rolled back
-			// The attempts after this one go the usual way, on the main connection: the head
-			// start of the next unit, if it runs there, gives way.
-			l.takeMain(ctx)
 		}
 	}
 	if attempts == 0 || err != nil {

@@ -518,6 +518,14 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 			return res, false, err
 		}
 	}
+	if h != nil && !h.onMain {
+		// On the helper: the main connection must still hold the loader lock, or another
+		// loader may be loading (a lost lock fails the attempt, retried on a new main
+		// connection, which takes the lock again). The main connection itself may be busy
+		// with the next unit's head start: its server process is asked, by pid.
+		tp.queue(fmt.Sprintf(`DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %d AND classid = %d AND objid = %d AND objsubid = 1) THEN RAISE EXCEPTION 'loader: the main connection lost the loader lock' USING ERRCODE = '08006'; END IF; END$$`,
+			l.mainPID, lockKey>>32, lockKey&0xffffffff))
+	}
 	tp.queue(`COMMIT`)
 	// While the server commits, the filter of written keys takes the unit's (a unit that then
 	// fails only makes suspects of its own creates when it is retried) and the pending rows
@@ -550,6 +558,9 @@ func queueSettings(tp *txPipe) {
 	// compiling them or starting workers takes longer than running them.
 	tp.queue(`SET LOCAL jit = off`)
 	tp.queue(`SET LOCAL max_parallel_workers_per_gather = 0`)
+	// A unit that begins ahead waits, idle in its transaction, while the unit before it is
+	// written (head.go).
+	tp.queue(`SET LOCAL idle_in_transaction_session_timeout = 0`)
 }
 
 // targetDone records how the direct COPY of t into tab went.
