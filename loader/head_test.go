@@ -12,6 +12,17 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// schemaDB returns a test database with the loader's tables, and a connection to it.
+func schemaDB(t *testing.T) (string, *pgx.Conn) {
+	t.Helper()
+	url := testDB(t)
+	c := dbConn(t, url)
+	if _, err := ensureSchema(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return url, c
+}
+
 // filler is a commit whose creates nothing else touches: they go ahead.
 func filler(seq int64, did string) tEvent {
 	return commitEv(seq, did, postOp("create", fmt.Sprintf("f%d", seq), "filler"),
@@ -110,11 +121,7 @@ func TestHeadStart(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			url := testDB(t)
-			c := dbConn(t, url)
-			if _, err := ensureSchema(context.Background(), c); err != nil {
-				t.Fatal(err)
-			}
+			url, c := schemaDB(t)
 			m := newModel()
 			if tc.live != nil {
 				tc.live(liveApp{t, c, m})
@@ -149,11 +156,7 @@ func TestHeadStart(t *testing.T) {
 // until the early COPY of a create with that row's pair has been sent (and waits for it).
 func TestHeadStartBlocked(t *testing.T) {
 	t.Parallel()
-	url := testDB(t)
-	c := dbConn(t, url)
-	if _, err := ensureSchema(context.Background(), c); err != nil {
-		t.Fatal(err)
-	}
+	url, c := schemaDB(t)
 	m := newModel()
 	liveApp{t, c, m}.pair(nsFollow, alice, "r0", carol, at(0))
 	evs := []tEvent{
@@ -205,15 +208,8 @@ func TestHeadStartBlocked(t *testing.T) {
 // again the usual way). The database must equal the sequential model every time.
 func TestHeadStartRandomized(t *testing.T) {
 	t.Parallel()
-	url := testDB(t)
-	c := dbConn(t, url)
-	if _, err := ensureSchema(context.Background(), c); err != nil {
-		t.Fatal(err)
-	}
-	exec(t, c, `CREATE TABLE IF NOT EXISTS test_commit_fails (x int)`)
-	exec(t, c, `CREATE OR REPLACE FUNCTION test_fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'COMMIT refused by the test' USING ERRCODE = '40001'; END $$`)
-	exec(t, c, `DROP TRIGGER IF EXISTS fail_commit ON test_commit_fails`)
-	exec(t, c, `CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON test_commit_fails DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_commit()`)
+	url, c := schemaDB(t)
+	refusableCommits(t, c)
 	var ahead, aheadUnits, refusedAhead int64
 	iterations := 12
 	if n, err := strconv.Atoi(os.Getenv("LOADER_RANDOM_ITERATIONS")); err == nil && n > 0 {

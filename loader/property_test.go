@@ -150,10 +150,7 @@ func TestRandomized(t *testing.T) {
 	if _, err := ensureSchema(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	exec(t, c, `CREATE TABLE IF NOT EXISTS test_commit_fails (x int)`)
-	exec(t, c, `CREATE OR REPLACE FUNCTION test_fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'COMMIT refused by the test' USING ERRCODE = '40001'; END $$`)
-	exec(t, c, `DROP TRIGGER IF EXISTS fail_commit ON test_commit_fails`)
-	exec(t, c, `CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON test_commit_fails DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_commit()`)
+	refusableCommits(t, c)
 	var refused, refusedPending int
 	var ahead int64 // rows written by head starts
 	for it := range iterations {
@@ -288,6 +285,16 @@ func TestRandomized(t *testing.T) {
 	if pend.left == 0 || pend.materialized == 0 || pend.ended == 0 {
 		t.Errorf("pending rows: %d left, %d materialized, %d ended; want each > 0", pend.left, pend.materialized, pend.ended)
 	}
+}
+
+// refusableCommits creates test_commit_fails, whose deferred trigger refuses the COMMIT of any
+// transaction that inserts into it (a serialization failure).
+func refusableCommits(tb testing.TB, c *pgx.Conn) {
+	tb.Helper()
+	exec(tb, c, `CREATE TABLE IF NOT EXISTS test_commit_fails (x int)`)
+	exec(tb, c, `CREATE OR REPLACE FUNCTION test_fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'COMMIT refused by the test' USING ERRCODE = '40001'; END $$`)
+	exec(tb, c, `DROP TRIGGER IF EXISTS fail_commit ON test_commit_fails`)
+	exec(tb, c, `CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON test_commit_fails DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_commit()`)
 }
 
 // dropSomeDeleteIndexes removes some of the delete indexes of the spool at dir: a segment
