@@ -84,23 +84,28 @@ type directCounts struct {
 
 // directMode returns how a unit that writes tab writes its creates.
 func (l *Loader) directMode(tab Table, safe bool) directMode {
+	m := l.modeOf(tab, safe)
+	if m == modeProbe {
+		l.directCounts[tab].probed++
+		if l.direct == directAdaptive {
+			l.directState[tab].wait--
+		}
+	}
+	return m
+}
+
+// modeOf is the mode directMode gives a unit's creates of tab now, without counting the unit.
+func (l *Loader) modeOf(tab Table, safe bool) directMode {
 	name := tab.String()
 	if safe || l.schema.extraKeys[name] || !l.schema.direct[name] || l.direct == directNever {
 		// Tables with unique indexes beyond SCHEMA.md's may have creates that collide with
 		// each other; ON CONFLICT with ORDER BY pos is the exact way for them.
 		return modeStaging
 	}
-	switch l.direct {
-	case directAlways:
+	switch {
+	case l.direct == directAlways:
 		return modeBlind
-	case directProbe:
-		l.directCounts[tab].probed++
-		return modeProbe
-	}
-	st := &l.directState[tab]
-	if st.wait > 0 {
-		st.wait--
-		l.directCounts[tab].probed++
+	case l.direct == directProbe || l.directState[tab].wait > 0:
 		return modeProbe
 	}
 	return modeBlind

@@ -93,7 +93,7 @@ func (l *Loader) planHead(prev *writeUnit) *headPlan {
 	hp := &headPlan{prev: prev, reverse: !l.reverse, min: l.headMin}
 	any := false
 	for t := TablePosts; t < NumTables; t++ {
-		hp.blind[t] = l.blindNow(t)
+		hp.blind[t] = l.modeOf(t, false) == modeBlind
 		any = any || hp.blind[t]
 	}
 	if !any {
@@ -409,20 +409,4 @@ func (h *headStart) mark(on bool) {
 			op.ahead = on
 		}
 	}
-}
-
-// blindNow reports whether a unit's creates of tab would go in with a blind COPY now, without
-// counting it as directMode does.
-func (l *Loader) blindNow(tab Table) bool {
-	name := tab.String()
-	if l.schema == nil || l.schema.extraKeys[name] || !l.schema.direct[name] {
-		return false
-	}
-	switch l.direct {
-	case directAlways:
-		return true
-	case directAdaptive:
-		return l.directState[tab].wait == 0
-	}
-	return false
 }
