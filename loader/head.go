@@ -14,7 +14,9 @@ import (
 // them in seq order can change or notice; once N has committed, that transaction goes on with
 // the rest of N+1 as usual (attempt), the creates it already holds taken as rows that exist.
 // Each unit is still one transaction, and the units commit in order, so what a reader sees,
-// and what a crash leaves, is the same as with one connection.
+// and what a crash leaves, is the same as with one connection. N+1 begins ahead as soon as N
+// is taken for writing, while N's own early COPY may still run on the other connection: at the
+// end of a load, when the loader has nothing left to decode, the two COPYs then take both CPUs.
 //
 // Why: one connection leaves the server idle whenever the loader works out a unit's next batch,
 // waits for its commit or reads its results, and then leaves the loader's decoding waiting
@@ -69,6 +71,16 @@ func (h *headStart) usable() bool {
 	return h.err == nil && h.tp != nil
 }
 
+// settled reports whether h's goroutine is done, without waiting for it.
+func (h *headStart) settled() bool {
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // headPlan is what a head start of the unit after prev needs of the writer's state, taken
 // when prev's write begins: the watcher's goroutine starts the head start later, while prev is
 // written (and the writer changes that state).
@@ -99,8 +111,10 @@ func (l *Loader) planHead(prev *writeUnit) *headPlan {
 	if !any {
 		return nil
 	}
-	if prev.head.usable() && !prev.head.onMain {
-		// prev goes on on the helper: the next unit takes the main connection.
+	if prev.head != nil && !prev.head.onMain {
+		// prev goes on on the helper: the next unit takes the main connection. Should prev's
+		// head start turn out unusable, prev needs the main connection back, and the writer
+		// stops this head start first (the loop in Run).
 		if l.conn == nil || l.conn.IsClosed() {
 			return nil
 		}
@@ -140,7 +154,12 @@ func (l *Loader) startHead(ctx context.Context, hp *headPlan, next *writeUnit) *
 			n += t.n
 		}
 		if n < hp.min {
-			h.err = errNoHead
+			// Too few creates for COPYs of their own: they go the usual way, but the unit still
+			// goes on this connection (the next unit's head start may already have the other),
+			// in a transaction begun with the unit's first batch.
+			h.posts, h.pairs = nil, [numPairTables][]*pairOp{}
+			h.tp = newTxPipe(h.conn)
+			queueSettings(h.tp)
 			return
 		}
 		if l.beforeHead != nil {
@@ -324,6 +343,10 @@ func (l *Loader) headTargets(prev, next *unitPlan, blind [NumTables]bool, h *hea
 		}
 		l.keysMu.RUnlock()
 	}
+	// Two head starts may work this out at once (the next unit's begins while this one's
+	// COPYs): they take the table in turn.
+	l.touchMu.Lock()
+	defer l.touchMu.Unlock()
 	if l.touched == nil {
 		l.touched = make([]uint8, headSlots)
 	}

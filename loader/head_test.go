@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,6 +314,71 @@ func TestHeadStartLockLost(t *testing.T) {
 	}
 	if sum.Retries == 0 {
 		t.Errorf("the unit committed on the helper after the lock was lost")
+	}
+	if d := diffDumps(dumpDB(t, c), m.dump()); d != "" {
+		t.Fatalf("database differs from the sequential model:\n%s", d)
+	}
+}
+
+// TestHeadStartHelperLost ends the helper connection under a unit's head start once the next
+// unit's head start has begun on the main connection: the unit goes the usual way on the main
+// connection, the next unit's head start giving way to it (or the unit's statements would run
+// in that transaction), and the database equals the sequential model.
+func TestHeadStartHelperLost(t *testing.T) {
+	t.Parallel()
+	url, c := schemaDB(t)
+	var evs []tEvent
+	for i := range 6 {
+		evs = append(evs, filler(int64(i+1), []string{alice, bob}[i%2]))
+	}
+	m := newModel()
+	m.applyAll(evs)
+	dir := t.TempDir()
+	writeSpool(t, dir, evs, 0, 1, 2, 3, 4)
+	var heads atomic.Int32
+	nextBegun := make(chan struct{})
+	killed := false
+	sum := load(t, Config{DatabaseURL: url, Workers: 1, BatchSize: 1, Retry: RetryPolicy{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}}, dir, func(l *Loader) {
+		l.waitNext = true
+		l.direct = directAlways
+		l.beforeHead = func() {
+			switch heads.Add(1) {
+			case 1: // the second unit's, on the helper (the first unit has none)
+				select {
+				case <-nextBegun:
+				case <-time.After(10 * time.Second):
+					t.Error("the third unit's head start did not begin while the second unit's ran")
+					return
+				}
+				ctx := context.Background()
+				var pid uint32
+				if err := c.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'backfill-loader' AND pid <> $1`, l.mainPID).Scan(&pid); err != nil {
+					t.Errorf("find the helper connection: %v", err)
+					return
+				}
+				if _, err := c.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+					t.Errorf("end the helper connection: %v", err)
+					return
+				}
+				killed = true
+			case 2: // the third unit's, on the main connection
+				l.headMu.Lock()
+				onMain := l.ahead != nil && l.ahead.onMain
+				l.headMu.Unlock()
+				if !onMain {
+					t.Error("the third unit's head start is not on the main connection")
+				}
+				close(nextBegun)
+			}
+		}
+	})
+	if !killed {
+		t.Fatal("the helper connection was not ended")
+	}
+	// The second unit's head start failed and the third's gave way: the fourth, fifth and
+	// sixth units began ahead.
+	if sum.AheadUnits != 3 {
+		t.Errorf("%d units began ahead, want 3", sum.AheadUnits)
 	}
 	if d := diffDumps(dumpDB(t, c), m.dump()); d != "" {
 		t.Fatalf("database differs from the sequential model:\n%s", d)

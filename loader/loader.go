@@ -44,7 +44,8 @@ type Loader struct {
 	keysMu       sync.RWMutex // guards seen and pending while a head start reads them
 	noHead       bool         // no head starts (tests only)
 	waitNext     bool         // the writer waits for the next unit before it writes one, for its head start (tests only)
-	touched      []uint8      // the head starts' table of touch counts (head.go), one at a time
+	touchMu      sync.Mutex   // guards touched
+	touched      []uint8      // the head starts' table of touch counts (head.go)
 	headMin      int          // the fewest creates of a head start (tests lower it)
 	// beforeHead, when set (tests only), runs in a head start's goroutine before its COPYs.
 	beforeHead func()

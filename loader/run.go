@@ -257,15 +257,16 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 				return nil
 			}
 			ahead.Release(w.weight)
-			if w.head != nil && !w.head.usable() {
-				// Its connection is free again before the next head start plans with it.
+			if w.head != nil && w.head.settled() && !w.head.usable() {
+				// Dropped already (an attempt of the unit before failed): its connection is
+				// free again before the next head start plans with it.
 				l.dropHead(ctx, w.head)
 				w.head = nil
-			} else if w.head != nil {
-				l.adoptHelper(w.head)
 			}
 			if !end {
-				// The next unit starts ahead once it is planned (tests wait for it).
+				// The next unit starts ahead once it is planned (tests wait for it), on the
+				// connection w's head start does not use, even while that head start still
+				// COPYs: the two then run side by side.
 				watch = l.watchNext(gctx, w, ready)
 				if l.waitNext {
 					if err := watch.wait(gctx); err != nil {
@@ -273,6 +274,17 @@ func (l *Loader) Run(ctx context.Context, dir string, follow func() (finished bo
 						return err
 					}
 				}
+			}
+			if w.head != nil && !w.head.usable() {
+				if !w.head.onMain {
+					// w goes the usual way, on the main connection, which the next unit's head
+					// start took: that one gives way.
+					l.stopAhead(ctx)
+				}
+				l.dropHead(ctx, w.head)
+				w.head = nil
+			} else if w.head != nil {
+				l.adoptHelper(w.head)
 			}
 			if !held && writerSlot > 0 {
 				// Taken without waiting for it: a decoder gives its slot up within a chunk, and
@@ -635,10 +647,14 @@ func (l *Loader) write(ctx context.Context, w *writeUnit, sum *Summary) error {
 	var err error
 	if h := w.head; h.usable() {
 		if err = try(nil, h); err == nil {
+			var rows int64
 			for _, n := range h.rows {
-				sum.AheadRows += n
+				rows += n
 			}
-			sum.AheadUnits++
+			if rows > 0 {
+				sum.AheadRows += rows
+				sum.AheadUnits++
+			}
 		} else {
 			if !transient(err) {
 				return fmt.Errorf("load segments %s..%s: %w", w.segs[0].Name, w.segs[len(w.segs)-1].Name, err)
