@@ -106,9 +106,11 @@
 // Head start (head.go): while the writer writes a unit on one connection, the next unit's
 // transaction begins on the other and COPYs the creates that nothing in either unit touches
 // (alone on their uri and pair, in no unit before, not pending); once the unit before has
-// committed it goes on as above, taking those creates as written. The units take turns on the
-// two connections, each is still one transaction, and they commit in order. A unit that fails
-// after its head start is retried the usual way on the main connection.
+// committed it goes on as above, taking those creates as written. The next unit's head start
+// begins as soon as a unit is taken for writing, while that unit's own early COPY may still run.
+// The units take turns on the two connections, each is still one transaction, and they commit
+// in order. A unit that fails after its head start is retried the usual way on the main
+// connection.
 //
 // Concurrency: one Loader owns a main connection, which holds a session advisory lock (a second
 // loader on the same database fails in Open with ErrLocked), and a helper connection for every

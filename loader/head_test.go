@@ -31,6 +31,21 @@ func filler(seq int64, did string) tEvent {
 		op("create", nsFollow, fmt.Sprintf("f%d", seq), fmt.Sprintf("did:plc:f%d", seq)))
 }
 
+// fillerUnits writes a spool of six units of one filler commit each, and returns it with the
+// sequential model of its events.
+func fillerUnits(t *testing.T) (string, *model) {
+	t.Helper()
+	var evs []tEvent
+	for i := range 6 {
+		evs = append(evs, filler(int64(i+1), []string{alice, bob}[i%2]))
+	}
+	m := newModel()
+	m.applyAll(evs)
+	dir := t.TempDir()
+	writeSpool(t, dir, evs, 0, 1, 2, 3, 4)
+	return dir, m
+}
+
 // TestHeadStart loads sequences of units of one segment each, the writer waiting for each next
 // unit so that its head start runs while the unit before is written, and compares the database
 // with the sequential model. Each case is a way a unit's early creates could go wrong if the
@@ -277,14 +292,7 @@ func TestHeadStartLockLost(t *testing.T) {
 	t.Parallel()
 	url := testDB(t)
 	c := dbConn(t, url)
-	var evs []tEvent
-	for i := range 6 {
-		evs = append(evs, filler(int64(i+1), []string{alice, bob}[i%2]))
-	}
-	m := newModel()
-	m.applyAll(evs)
-	dir := t.TempDir()
-	writeSpool(t, dir, evs, 0, 1, 2, 3, 4)
+	dir, m := fillerUnits(t)
 	killed := false
 	sum := load(t, Config{DatabaseURL: url, Workers: 1, BatchSize: 1, Retry: RetryPolicy{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}}, dir, func(l *Loader) {
 		l.waitNext = true
@@ -327,14 +335,7 @@ func TestHeadStartLockLost(t *testing.T) {
 func TestHeadStartHelperLost(t *testing.T) {
 	t.Parallel()
 	url, c := schemaDB(t)
-	var evs []tEvent
-	for i := range 6 {
-		evs = append(evs, filler(int64(i+1), []string{alice, bob}[i%2]))
-	}
-	m := newModel()
-	m.applyAll(evs)
-	dir := t.TempDir()
-	writeSpool(t, dir, evs, 0, 1, 2, 3, 4)
+	dir, m := fillerUnits(t)
 	var heads atomic.Int32
 	nextBegun := make(chan struct{})
 	killed := false
