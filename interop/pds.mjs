@@ -205,6 +205,20 @@ async function snapshot() {
     accounts.push({ name, did: u.did, ...listed[name], active: status.active, status: status.status ?? 'active', rev: status.rev })
   }
   fs.writeFileSync(out, JSON.stringify({ accounts }, null, 1))
+  await passedOn()
+}
+
+// The PDS passes events on to live subscriptions from a poller of its sequencer's table, which
+// waits up to a second between polls when it finds nothing: until it has passed on the last
+// event written, a subscription opened now may get an earlier event as its first live one,
+// which a fetch takes for the head (and stops there). Wait for the poller before answering.
+async function passedOn() {
+  const seq = pds.ctx.sequencer
+  for (const deadline = Date.now() + 10000; ;) {
+    if ((await seq.requestSeqRange({ earliestSeq: seq.lastSeen, limit: 1 })).length === 0) return
+    if (Date.now() > deadline) throw new Error(`the sequencer's poller is stuck at seq ${seq.lastSeen}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
 }
 await snapshot()
 
