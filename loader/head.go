@@ -50,7 +50,7 @@ import (
 type headStart struct {
 	onMain bool                     // on l.conn (else on the helper connection, opened when needed)
 	conn   *pgx.Conn                // set by the goroutine
-	tp     *txPipe                  // the open transaction; nil when none was begun
+	tp     *txPipe                  // the transaction (only queued when nothing went ahead); nil when none
 	posts  []*postState             // the posts written
 	pairs  [numPairTables][]*pairOp // each pair table's creates written
 	rows   [NumTables]int64
@@ -158,8 +158,7 @@ func (l *Loader) startHead(ctx context.Context, hp *headPlan, next *writeUnit) *
 			// goes on this connection (the next unit's head start may already have the other),
 			// in a transaction begun with the unit's first batch.
 			h.posts, h.pairs = nil, [numPairTables][]*pairOp{}
-			h.tp = newTxPipe(h.conn)
-			queueSettings(h.tp)
+			h.tp = newUnitPipe(h.conn)
 			return
 		}
 		if l.beforeHead != nil {
@@ -174,8 +173,7 @@ func (l *Loader) startHead(ctx context.Context, hp *headPlan, next *writeUnit) *
 			t.desc = reverse
 			list[i] = t.copy()
 		}
-		tp := newTxPipe(h.conn)
-		queueSettings(tp)
+		tp := newUnitPipe(h.conn)
 		if err = tp.copyDirectAll(ctx, list); err != nil {
 			h.err = err
 			h.rollback(ctx)

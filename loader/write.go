@@ -150,8 +150,7 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 			res.rows[t].Inserted += n
 		}
 	} else {
-		tp = newTxPipe(conn)
-		queueSettings(tp)
+		tp = newUnitPipe(conn)
 	}
 	defer func() {
 		if err != nil {
@@ -545,8 +544,10 @@ func (l *Loader) attempt(ctx context.Context, conn *pgx.Conn, w *writeUnit, n in
 	return res, false, nil
 }
 
-// queueSettings queues the settings of a unit's transaction.
-func queueSettings(tp *txPipe) {
+// newUnitPipe returns a pipe on conn with the BEGIN and the settings of a unit's transaction
+// queued.
+func newUnitPipe(conn *pgx.Conn) *txPipe {
+	tp := newTxPipe(conn)
 	// Every statement here finds its rows by key, and wants the index: staging tables have no
 	// statistics, a hash or merge join would read a whole target table for a few rows, and on
 	// tables that grew since they were last analyzed the planner takes a sequential scan that
@@ -561,6 +562,7 @@ func queueSettings(tp *txPipe) {
 	// A unit that begins ahead waits, idle in its transaction, while the unit before it is
 	// written (head.go).
 	tp.queue(`SET LOCAL idle_in_transaction_session_timeout = 0`)
+	return tp
 }
 
 // targetDone records how the direct COPY of t into tab went.
