@@ -28,7 +28,7 @@ var (
 	benchEvents  = flag.Int("bench-events", 1_000_000, "events in the load benchmark's spool")
 	benchPrefill = flag.Int("bench-prefill", 10_000_000, "rows already in the tables for the load benchmark's second round (0 skips it)")
 	benchNaive   = flag.Duration("bench-naive", 60*time.Second, "how long the load benchmark runs the row-by-row floor")
-	benchRepeat  = flag.Int("bench-repeat", 3, "loads and ceilings per round of the load benchmark (alternately; medians reported)")
+	benchRepeat  = flag.Int("bench-repeat", 5, "loads and ceilings per round of the load benchmark (alternately; medians reported)")
 )
 
 // BenchmarkLoadLarge loads a spool of realistic events (from the test relay: real MSTs, signed
@@ -41,8 +41,9 @@ var (
 //
 // then the same three with -bench-prefill rows already in the tables. Each round runs the load
 // and the ceiling -bench-repeat times, alternately, each into a fresh copy of the round's
-// template, and reports their medians: a machine shared with others drifts between runs. The
-// spool is cached in $TMPDIR/backfill-bench between runs.
+// template, and reports their medians: a machine shared with others drifts between runs (single
+// pairs of one run ranged from 0.5 to 1.07 of each other), and five pairs a round settle the
+// medians more than three did. The spool is cached in $TMPDIR/backfill-bench between runs.
 //
 // Run it with: go test -run '^$' -bench BenchmarkLoadLarge -benchtime 1x -timeout 90m .
 func BenchmarkLoadLarge(b *testing.B) {
@@ -50,8 +51,8 @@ func BenchmarkLoadLarge(b *testing.B) {
 	// (newDatabaseFrom), not during it (the first load ran 20-35% longer than the next two).
 	binary(b)
 	dir := benchSpool(b, *benchEvents)
-	// The testing package keeps ten lines of a benchmark's log: four a round, one for the
-	// prefill and one for a spool generated.
+	// The testing package keeps ten lines of a benchmark's log: two a round (its pairs, then
+	// its medians), one for the prefill and one for a spool generated.
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		round := func(name, template string) {
@@ -59,6 +60,7 @@ func BenchmarkLoadLarge(b *testing.B) {
 			var loads, copies []time.Duration
 			var rss, events, rows, copyRows int64
 			var dump map[string][]byte
+			var pairs []string
 			for r := range *benchRepeat {
 				dsn := newDatabaseFrom(b, template)
 				loadTime, peak := timeLoad(b, dsn, dir)
@@ -78,9 +80,11 @@ func BenchmarkLoadLarge(b *testing.B) {
 				n, copyTime := copyTables(b, cdsn, dump)
 				copies, copyRows = append(copies, copyTime), n
 				dropDatabase(b, cdsn)
-				b.Logf("%s %d: load %s (%d events, %d rows written, peak RSS %.0f MiB), copy of the %d final rows %s: ratio %.2f",
-					name, r+1, loadTime.Round(time.Millisecond), events, rows, float64(peak)/1024, copyRows, copyTime.Round(time.Millisecond), copyTime.Seconds()/loadTime.Seconds())
+				pairs = append(pairs, fmt.Sprintf("%.2f/%.2f s (%.2f, %.0f MiB)",
+					loadTime.Seconds(), copyTime.Seconds(), copyTime.Seconds()/loadTime.Seconds(), float64(peak)/1024))
 			}
+			b.Logf("%s: %d events, %d rows written; copy of the %d final rows; load/copy pairs in order (ratio, peak RSS): %s",
+				name, events, rows, copyRows, strings.Join(pairs, ", "))
 			loadTime, copyTime := median(loads), median(copies)
 			b.ReportMetric(float64(events)/loadTime.Seconds(), name+"_load_events/s")
 			b.ReportMetric(float64(rows)/loadTime.Seconds(), name+"_load_rows/s")
