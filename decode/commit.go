@@ -14,8 +14,8 @@ import (
 // longest field name or a key of no field is skipped by cbor-gen's ScanForLinks (which checks
 // every CID link in it), a repeated key overwrites the field except that an empty array or a
 // null leaves it as it was, CID links have a binary multibase prefix and at most 512 bytes.
-// Like cbor-gen after checkMapItem (Decode checks the body first), it rejects truncated items
-// and indefinite lengths.
+// Like cbor-gen after checkMapItem, it rejects truncated items, indefinite lengths and bytes
+// after the map.
 
 // Limits of cbor-gen's generated code.
 const (
@@ -52,7 +52,9 @@ type commitEnv struct {
 	ops    []commitOp
 }
 
-// scanCommit reads a #commit body that has passed checkMapItem into env, reusing env.ops.
+// scanCommit reads a #commit body into env, reusing env.ops. It reads the body whole and
+// rejects what checkMapItem rejects (truncated items, indefinite lengths, bytes after the map),
+// so Decode does not run that check first on commits.
 func scanCommit(body []byte, env *commitEnv) error {
 	ops := env.ops[:0]
 	*env = commitEnv{}
@@ -141,6 +143,9 @@ func scanCommit(body []byte, env *commitEnv) error {
 	})
 	if err != nil {
 		return err
+	}
+	if r.off != len(body) {
+		return errTrailing
 	}
 	if env.ops == nil {
 		env.ops = ops[:0]

@@ -301,15 +301,19 @@ func referenceWithoutBlocks(body []byte) (env, blocks []byte) {
 	return append(env, body[copied:]...), blocks
 }
 
-// checkCommitScan compares scanCommit with cbor-gen on one body that passes checkMapItem: both
-// accept it or both reject it, and when they accept, the fields agree.
+// checkCommitScan checks that scanCommit accepts no body that checkMapItem rejects (Decode
+// runs only scanCommit on commits), then compares it with cbor-gen on one body that passes
+// checkMapItem: both accept it or both reject it, and when they accept, the fields agree.
 func checkCommitScan(t *testing.T, body []byte) {
 	t.Helper()
-	if checkMapItem(body) != nil {
-		return
-	}
 	var env commitEnv
 	err := scanCommit(body, &env)
+	if cerr := checkMapItem(body); cerr != nil {
+		if err == nil {
+			t.Fatalf("body %x: scanCommit accepts it, checkMapItem rejects it: %v", body, cerr)
+		}
+		return
+	}
 	want, blocks, wantErr := referenceCommit(body)
 	if (err == nil) != (wantErr == nil) {
 		t.Fatalf("body %x: scanCommit error %v, cbor-gen error %v", body, err, wantErr)
@@ -373,6 +377,9 @@ func commitCases(t testing.TB) [][]byte {
 		"a163736571180a",           // seq 10 in a 2-byte head: not canonical
 		"a1667265626173650f",       // rebase not a bool
 		"a1666f626c6f636b73f6",     // blocks null
+		"a000",                     // a byte after the map
+		"a1647265706f",             // truncated: the key's value is missing
+		"a1636f70739f",             // ops of indefinite length
 	} {
 		out = append(out, mustHex(t, h))
 	}
