@@ -195,10 +195,13 @@ func newDecoder() (*zstd.Decoder, error) {
 	return d, nil
 }
 
-// grow returns b resized to n bytes, reallocating only when its capacity is short.
+// grow returns b resized to n bytes, reallocating only when its capacity is short. A new buffer
+// has an eighth more room: a chunk is cut once it reaches its target, so raw lengths spread a
+// little above it, and a buffer made to one chunk's exact length was too short for about half
+// of the chunks it was recycled for.
 func grow(b []byte, n int) []byte {
 	if cap(b) < n {
-		return make([]byte, n)
+		return make([]byte, n, n+n>>3)
 	}
 	return b[:n]
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -88,13 +87,34 @@ type readerState struct {
 	stored, raw []byte
 }
 
-// readerStates holds the states closed readers left. A decoder of newDecoder's runs on its
-// caller's goroutine (concurrency 1), so one that the pool drops needs no Close.
-var readerStates sync.Pool
+// readerStates holds the states closed readers left, for the next readers to take. A free list
+// rather than a sync.Pool, which drops what it holds at every collection: a load that read one
+// segment after another made a new decoder, and its buffers, after each (50 MB of a 1M-event
+// load's allocations). It keeps as many states as readers were open at once, up to its size.
+var readerStates = make(chan *readerState, 8)
+
+// takeReaderState returns a state a closed reader left, nil when there is none.
+func takeReaderState() *readerState {
+	select {
+	case st := <-readerStates:
+		return st
+	default:
+		return nil
+	}
+}
+
+// keepReaderState offers st to the next reader; a state the free list has no room for is closed.
+func keepReaderState(st *readerState) {
+	select {
+	case readerStates <- st:
+	default:
+		st.dec.Close()
+	}
+}
 
 // OpenSegment opens a sealed segment file for reading.
 func OpenSegment(path string) (*Reader, error) {
-	st, _ := readerStates.Get().(*readerState)
+	st := takeReaderState()
 	if st == nil {
 		dec, err := newDecoder()
 		if err != nil {
@@ -104,7 +124,7 @@ func OpenSegment(path string) (*Reader, error) {
 	}
 	r, err := openSegment(path, st.dec)
 	if err != nil {
-		readerStates.Put(st)
+		keepReaderState(st)
 		return nil, err
 	}
 	r.cr.stored, r.cr.raw = st.stored, st.raw
@@ -322,7 +342,7 @@ func (r *Reader) Close() error {
 			st.dec.Close()
 		} else {
 			st.stored, st.raw = r.cr.stored, r.cr.raw
-			readerStates.Put(st)
+			keepReaderState(st)
 		}
 		r.cr.dec, r.cr.stored, r.cr.raw = nil, nil, nil
 	}
