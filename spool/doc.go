@@ -40,5 +40,7 @@
 // the chunk being built; a reader holds the decoder's history (the frame's window, at most 8 MiB,
 // which bounds what a hostile file can make it allocate), one compressed and one raw chunk. A
 // chunk is cut once it reaches Options.ChunkBytes raw bytes, so it can exceed it by one frame (at
-// most MaxFrameBytes).
+// most MaxFrameBytes). A closed OpenSegment reader leaves its decoder and chunk buffers to the
+// next one (a free list of up to eight, as many as were open at once), so the package keeps what
+// its readers held at most.
 package spool
