@@ -14,6 +14,7 @@ import (
 
 	"github.com/backfill/backfill/decode"
 	"github.com/backfill/backfill/internal/ctxtime"
+	"github.com/backfill/backfill/internal/freelist"
 	"github.com/backfill/backfill/spool"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -56,26 +57,12 @@ type chunk struct {
 // 1M-event load collects about 14 times, and allocated 172 MB of chunk buffers again (a tenth
 // of what it allocates, bringing the collections closer together). The reader, the chunks
 // queued for the workers and those they decode hold at most about 2+Workers buffers at once.
-var framePool = make(chan []byte, 16)
-
-// getFrameBuf returns a recycled buffer, nil when there is none.
-func getFrameBuf() []byte {
-	select {
-	case b := <-framePool:
-		return b
-	default:
-		return nil
-	}
-}
+var framePool = freelist.New[[]byte](16)
 
 // putFrameBuf gives a buffer back; the free list keeps what it has room for.
 func putFrameBuf(b []byte) {
-	if cap(b) == 0 {
-		return
-	}
-	select {
-	case framePool <- b[:0]:
-	default:
+	if cap(b) > 0 {
+		framePool.Put(b[:0])
 	}
 }
 
@@ -591,7 +578,7 @@ func (l *Loader) read(ctx context.Context, j job, m mark, chunks chan<- *chunk, 
 				r.Close()
 				return nil, err
 			}
-			buf := getFrameBuf()
+			buf, _ := framePool.Get()
 			var raw []byte
 			recs, raw, err = r.NextChunk(recs, buf)
 			if err == io.EOF {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backfill/backfill/internal/freelist"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -91,30 +92,18 @@ type readerState struct {
 // rather than a sync.Pool, which drops what it holds at every collection: a load that read one
 // segment after another made a new decoder, and its buffers, after each (50 MB of a 1M-event
 // load's allocations). It keeps as many states as readers were open at once, up to its size.
-var readerStates = make(chan *readerState, 8)
-
-// takeReaderState returns a state a closed reader left, nil when there is none.
-func takeReaderState() *readerState {
-	select {
-	case st := <-readerStates:
-		return st
-	default:
-		return nil
-	}
-}
+var readerStates = freelist.New[*readerState](8)
 
 // keepReaderState offers st to the next reader; a state the free list has no room for is closed.
 func keepReaderState(st *readerState) {
-	select {
-	case readerStates <- st:
-	default:
+	if !readerStates.Put(st) {
 		st.dec.Close()
 	}
 }
 
 // OpenSegment opens a sealed segment file for reading.
 func OpenSegment(path string) (*Reader, error) {
-	st := takeReaderState()
+	st, _ := readerStates.Get()
 	if st == nil {
 		dec, err := newDecoder()
 		if err != nil {
