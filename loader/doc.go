@@ -51,7 +51,9 @@
 // a unit never grows past 80,000 frames or 288 MiB (a segment holding more is a unit of its
 // own); a run's first four units are smaller (an eighth of those caps, then a quarter, a half and
 // three quarters, never less than one segment), so the database starts once one segment is
-// decoded instead of four, and the decoders stay ahead of the writer as units grow. A
+// decoded instead of four, and the decoders stay ahead of the writer as units grow; its last
+// four shrink the same way in reverse (once the spool's last segments are listed), so that
+// the database has little left to write alone once the last unit is decoded. A
 // transaction costs round trips and an fsync whatever it holds, so the 1 MiB floor keeps
 // BatchSize 1 from crippling a load of small (time-sealed) segments. Every unit touches the
 // pages of every table and index again, so the server writes a unit's rows cheaper the more

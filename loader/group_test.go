@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,7 +44,7 @@ func TestGroupSegments(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := shape(groupSegments(tc.segs, tc.batch, tc.minBytes, len(rampEighths))); got != tc.want {
+			if got := shape(groupSegments(tc.segs, tc.batch, tc.minBytes, len(rampEighths), false)); got != tc.want {
 				t.Errorf("groups = %s, want %s", got, tc.want)
 			}
 		})
@@ -62,8 +64,60 @@ func TestGroupSegments(t *testing.T) {
 		{2, "[xx][xxx][xxxx][xxx]"},
 		{len(rampEighths), "[xxxx][xxxx][xxxx]"},
 	} {
-		if got := shape(groupSegments(segs, 100, mb, tc.cut)); got != tc.want {
+		if got := shape(groupSegments(segs, 100, mb, tc.cut, false)); got != tc.want {
 			t.Errorf("after %d units: groups = %s, want %s", tc.cut, got, tc.want)
+		}
+	}
+
+	// The run's last units shrink again: one, one, two, then three segments from the end.
+	for _, tc := range []struct {
+		cut  int
+		want string
+	}{
+		{len(rampEighths), "[xxxx][x][xxx][xx][x][x]"},
+		{0, "[x][x][xx][x][xxx][xx][x][x]"},
+	} {
+		if got := shape(groupSegments(segs, 100, mb, tc.cut, true)); got != tc.want {
+			t.Errorf("last listing, after %d units: groups = %s, want %s", tc.cut, got, tc.want)
+		}
+	}
+	if got := shape(groupSegments(segs[:2], 100, mb, 0, true)); got != "[x][x]" {
+		t.Errorf("last listing of two segments: groups = %s, want [x][x]", got)
+	}
+	if got := shape(groupSegments(nil, 100, mb, 0, true)); got != "" {
+		t.Errorf("last listing of no segments: groups = %s, want none", got)
+	}
+}
+
+// TestGroupSegmentsKeepsOrder checks, over random listings, that the jobs hold every segment
+// once, in order, one relay each, within the caps unless a segment alone exceeds them.
+func TestGroupSegmentsKeepsOrder(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 5000 {
+		var segs []spool.SegmentInfo
+		for j := range rng.IntN(30) {
+			segs = append(segs, spool.SegmentInfo{Relay: []string{"a", "b"}[rng.IntN(4)/3], FirstSeq: int64(j + 1), LastSeq: int64(j + 1),
+				RawBytes: rng.Int64N(unitBytes / 3), Count: rng.Int64N(unitFrames / 2)})
+		}
+		batch, minBytes, cut, final := 1+rng.IntN(6), rng.Int64N(1<<22), rng.IntN(6), rng.IntN(2) == 0
+		jobs := groupSegments(segs, batch, minBytes, cut, final)
+		var got []spool.SegmentInfo
+		for _, j := range jobs {
+			var frames, bytes int64
+			for _, s := range j.segs {
+				if s.Relay != j.relay {
+					t.Fatalf("case %d: a segment of relay %s in a job of %s", i, s.Relay, j.relay)
+				}
+				frames, bytes = frames+s.Count, bytes+s.RawBytes
+			}
+			if len(j.segs) == 0 || (len(j.segs) > 1 && (frames > unitFrames || bytes > unitBytes)) {
+				t.Fatalf("case %d: job of %d segments, %d frames, %d bytes", i, len(j.segs), frames, bytes)
+			}
+			got = append(got, j.segs...)
+		}
+		if !slices.Equal(got, segs) {
+			t.Fatalf("case %d (batch %d, min %d, cut %d, final %v): jobs hold %d segments of %d, or out of order", i, batch, minBytes, cut, final, len(got), len(segs))
 		}
 	}
 }

@@ -239,3 +239,38 @@ func TestURIOrder(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCutPhases cuts a unit's worth of likes: 100k creates of distinct uris and mostly
+// distinct pairs, a tenth of them deleted again later in the unit.
+func BenchmarkCutPhases(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n = 100_000
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	dids := make([]string, 5000)
+	for i := range dids {
+		b := []byte("did:plc:")
+		for range 24 {
+			b = append(b, alphabet[rng.IntN(len(alphabet))])
+		}
+		dids[i] = string(b)
+	}
+	did := func() string { return dids[rng.IntN(len(dids))] }
+	var ops []pairOp
+	for i := range n {
+		repo := did()
+		uri := fmt.Sprintf("at://%s/app.bsky.feed.like/3l%011d", repo, i)
+		ops = append(ops, pairOp{pos: int64(len(ops)), uri: uri, key: pairKey{repo, fmt.Sprintf("at://%s/app.bsky.feed.post/3k%011d", did(), rng.IntN(n))}})
+		if rng.IntN(10) == 0 {
+			j := rng.IntN(len(ops))
+			if !ops[j].del {
+				ops = append(ops, pairOp{pos: int64(len(ops)), del: true, uri: ops[j].uri})
+			}
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		cutPhases(ops, nil)
+	}
+	b.ReportMetric(float64(len(ops))*float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}

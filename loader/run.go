@@ -394,7 +394,8 @@ func readBookkeeping(ctx context.Context, conn *pgx.Conn, loaded map[segKey]bool
 func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, error), loaded map[segKey]bool, marks map[string]mark, relays map[string]bool, hints *hintWindow, jobs chan<- job, sum *Summary) error {
 	queued := map[segKey]bool{}
 	cut := 0 // jobs cut so far
-	once := func() (int, error) {
+	// final: the listing is the run's last (without follow, the only one)
+	once := func(final bool) (int, error) {
 		segs, err := spool.ListSegments(dir)
 		if err != nil {
 			return 0, fmt.Errorf("list segments: %w", err)
@@ -418,7 +419,7 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 			fresh = append(fresh, s)
 		}
 		hints.add(fresh)
-		for _, j := range groupSegments(fresh, l.cfg.BatchSize, l.minBatchBytes, cut) {
+		for _, j := range groupSegments(fresh, l.cfg.BatchSize, l.minBatchBytes, cut, final) {
 			cut++
 			// While the planner reads the job before, j's files come into the page cache.
 			prefetch(j.segs)
@@ -431,7 +432,7 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 		return len(fresh), nil
 	}
 	if follow == nil {
-		_, err := once()
+		_, err := once(true)
 		return err
 	}
 	for {
@@ -439,7 +440,7 @@ func (l *Loader) list(ctx context.Context, dir string, follow func() (bool, erro
 		if err != nil {
 			return fmt.Errorf("follow producer: %w", err)
 		}
-		n, err := once()
+		n, err := once(finished)
 		if err != nil {
 			return err
 		}
@@ -487,8 +488,56 @@ var rampEighths = [...]int64{1, 2, 4, 6}
 // relay. A job takes segments until it has batch of them and at least minBytes raw bytes,
 // or until the next would take it past unitFrames frames or unitBytes raw bytes (a larger
 // segment goes alone); the caps are smaller for the first jobs of a run (rampEighths), of
-// which cut jobs have been cut before.
-func groupSegments(segs []spool.SegmentInfo, batch int, minBytes int64, cut int) []job {
+// which cut jobs have been cut before. When segs are the last of the run (final), its last
+// jobs shrink the same way in reverse (rampDown).
+func groupSegments(segs []spool.SegmentInfo, batch int, minBytes int64, cut int, final bool) []job {
+	var down []job
+	if final {
+		down = rampDown(segs, batch, minBytes)
+		for _, j := range down {
+			segs = segs[:len(segs)-len(j.segs)]
+		}
+	}
+	out := groupForward(segs, batch, minBytes, cut)
+	for i := len(down) - 1; i >= 0; i-- {
+		out = append(out, down[i])
+	}
+	return out
+}
+
+// rampDown returns the last jobs of a run, last first, under the caps of rampEighths: the
+// last job at most an eighth of a full one, the one before it a quarter, then a half and three
+// quarters. The writer has a unit in hand and the planner one or two more when the last unit
+// is planned; after that the loader's decoding thread has nothing left to do, and the
+// database writes those units with a CPU to spare (in a 1M-event load on two cores, a second
+// of the last units' writing with about half a CPU idle). Small last units leave it less to do
+// alone, at the cost of a few more transactions.
+func rampDown(segs []spool.SegmentInfo, batch int, minBytes int64) []job {
+	var out []job
+	for n := 0; n < len(rampEighths) && len(segs) > 0; n++ {
+		maxFrames, maxBytes := unitFrames*rampEighths[n]/8, unitBytes*rampEighths[n]/8
+		var cur job
+		var bytes, frames int64
+		for i := len(segs) - 1; i >= 0; i-- {
+			s := segs[i]
+			full := len(cur.segs) >= batch && bytes >= minBytes
+			if len(cur.segs) > 0 && (s.Relay != cur.relay || full || frames+s.Count > maxFrames || bytes+s.RawBytes > maxBytes) {
+				break
+			}
+			cur.relay = s.Relay
+			cur.segs = append(cur.segs, s)
+			bytes += s.RawBytes
+			frames += s.Count
+		}
+		slices.Reverse(cur.segs)
+		segs = segs[:len(segs)-len(cur.segs)]
+		out = append(out, cur)
+	}
+	return out
+}
+
+// groupForward cuts segs as groupSegments does, front to back.
+func groupForward(segs []spool.SegmentInfo, batch int, minBytes int64, cut int) []job {
 	var out []job
 	var cur job
 	var bytes, frames int64
