@@ -210,18 +210,26 @@ func TestURIOrder(t *testing.T) {
 		dids = append(dids, "did:plc:"+str(24))
 	}
 	dids = append(dids, "did:plc:"+dids[5][8:16]+str(16)) // same first eight characters as another
+	dids = append(dids, "did:plc:"+dids[6][8:24]+str(8))  // same first sixteen
 	var uris []string
 	for range 2000 {
 		uris = append(uris, "at://"+dids[rng.IntN(len(dids))]+"/app.bsky.feed.like/"+str(13))
 	}
 	uris = append(uris, "at://did:plc:", "", "at://did:plc:"+dids[5][8:16])
+	// Record keys that share their first eight characters, or are shorter than eight.
+	for _, rkey := range []string{"3laaaaaaaaaab", "3laaaaaaaaaaa", "3laaaaaa", "3laaaaa", "3laaaaaab", "3l", "self", "3laaaaaaaaaaaaaaaaaaaaaa"} {
+		uris = append(uris, "at://"+dids[7]+"/app.bsky.feed.like/"+rkey, "at://"+dids[0]+"/app.bsky.feed.like/"+rkey)
+	}
 	got := uriOrder(len(uris), func(i int) string { return uris[i] })
 	sorted := make([]string, len(got))
 	for j, i := range got {
 		sorted[j] = uris[i]
 	}
 	want := slices.Clone(uris)
-	plc := func(u string) bool { return strings.HasPrefix(u, "at://did:plc:") && len(u) >= len("at://did:plc:")+8 }
+	// at:// uris of did:plc repositories (a 24-character identifier) after the others
+	plc := func(u string) bool {
+		return strings.HasPrefix(u, "at://did:plc:") && len(u) > len("at://did:plc:")+24 && u[len("at://did:plc:")+24] == '/'
+	}
 	slices.SortFunc(want, func(a, b string) int {
 		if plc(a) != plc(b) {
 			if plc(a) {
@@ -255,11 +263,24 @@ func BenchmarkCutPhases(b *testing.B) {
 		dids[i] = string(b)
 	}
 	did := func() string { return dids[rng.IntN(len(dids))] }
+	// tid is a record key as repositories make them: microseconds since 1970, then a clock id,
+	// in base32-sortable characters.
+	tid := func(us int64) string {
+		const sortable = "234567abcdefghijklmnopqrstuvwxyz"
+		v := uint64(us)<<10 | uint64(rng.IntN(1024))
+		b := make([]byte, 13)
+		for i := 12; i >= 0; i-- {
+			b[i] = sortable[v&31]
+			v >>= 5
+		}
+		return string(b)
+	}
+	start := int64(1_767_225_600_000_000) // 2026-01-01, in microseconds
 	var ops []pairOp
 	for i := range n {
 		repo := did()
-		uri := fmt.Sprintf("at://%s/app.bsky.feed.like/3l%011d", repo, i)
-		ops = append(ops, pairOp{pos: int64(len(ops)), uri: uri, key: pairKey{repo, fmt.Sprintf("at://%s/app.bsky.feed.post/3k%011d", did(), rng.IntN(n))}})
+		uri := "at://" + repo + "/app.bsky.feed.like/" + tid(start+int64(i)*1000)
+		ops = append(ops, pairOp{pos: int64(len(ops)), uri: uri, key: pairKey{repo, "at://" + did() + "/app.bsky.feed.post/" + tid(start-int64(rng.IntN(n))*1000)}})
 		if rng.IntN(10) == 0 {
 			j := rng.IntN(len(ops))
 			if !ops[j].del {
