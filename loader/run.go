@@ -493,77 +493,83 @@ var rampEighths = [...]int64{1, 2, 4, 6}
 func groupSegments(segs []spool.SegmentInfo, batch int, minBytes int64, cut int, final bool) []job {
 	var down []job
 	if final {
-		down = rampDown(segs, batch, minBytes)
-		for _, j := range down {
-			segs = segs[:len(segs)-len(j.segs)]
-		}
+		segs, down = rampDown(segs, batch, minBytes)
 	}
-	out := groupForward(segs, batch, minBytes, cut)
-	for i := len(down) - 1; i >= 0; i-- {
-		out = append(out, down[i])
-	}
-	return out
+	return append(groupForward(segs, batch, minBytes, cut), down...)
 }
 
-// rampDown returns the last jobs of a run, last first, under the caps of rampEighths: the
-// last job at most an eighth of a full one, the one before it a quarter, then a half and three
-// quarters. The writer has a unit in hand and the planner one or two more when the last unit
-// is planned; after that the loader's decoding thread has nothing left to do, and the
-// database writes those units with a CPU to spare (in a 1M-event load on two cores, a second
-// of the last units' writing with about half a CPU idle). Small last units leave it less to do
-// alone, at the cost of a few more transactions.
-func rampDown(segs []spool.SegmentInfo, batch int, minBytes int64) []job {
-	var out []job
-	for n := 0; n < len(rampEighths) && len(segs) > 0; n++ {
-		maxFrames, maxBytes := unitFrames*rampEighths[n]/8, unitBytes*rampEighths[n]/8
-		var cur job
-		var bytes, frames int64
-		for i := len(segs) - 1; i >= 0; i-- {
-			s := segs[i]
-			full := len(cur.segs) >= batch && bytes >= minBytes
-			if len(cur.segs) > 0 && (s.Relay != cur.relay || full || frames+s.Count > maxFrames || bytes+s.RawBytes > maxBytes) {
-				break
-			}
-			cur.relay = s.Relay
-			cur.segs = append(cur.segs, s)
-			bytes += s.RawBytes
-			frames += s.Count
-		}
-		slices.Reverse(cur.segs)
-		segs = segs[:len(segs)-len(cur.segs)]
-		out = append(out, cur)
+// rampCaps returns the frame and byte caps of the n-th job of a ramp (rampEighths), full ones
+// past it.
+func rampCaps(n int) (frames, bytes int64) {
+	if n < len(rampEighths) {
+		return unitFrames * rampEighths[n] / 8, unitBytes * rampEighths[n] / 8
 	}
-	return out
+	return unitFrames, unitBytes
+}
+
+// filling is a job being cut, with its frames and raw bytes.
+type filling struct {
+	job
+	frames, bytes int64
+}
+
+// takes reports whether the job can take s, next to its segments, under the caps: it takes any
+// first segment, and then only segments of its relay, until it has batch of them and minBytes,
+// or s would take it past maxFrames or maxBytes.
+func (f *filling) takes(s spool.SegmentInfo, batch int, minBytes, maxFrames, maxBytes int64) bool {
+	if len(f.segs) == 0 {
+		return true
+	}
+	full := len(f.segs) >= batch && f.bytes >= minBytes
+	return s.Relay == f.relay && !full && f.frames+s.Count <= maxFrames && f.bytes+s.RawBytes <= maxBytes
+}
+
+func (f *filling) add(s spool.SegmentInfo) {
+	f.relay = s.Relay
+	f.segs = append(f.segs, s)
+	f.frames += s.Count
+	f.bytes += s.RawBytes
+}
+
+// rampDown cuts the last jobs of a run off the end of segs under the caps of rampEighths: the
+// last job at most an eighth of a full one, the one before it a quarter, then a half and three
+// quarters; it returns the segments before them and those jobs in order. The writer has a
+// unit in hand and the planner one or two more when the last unit is planned; after that the
+// loader's decoding thread has nothing left to do, and the database writes those units with a
+// CPU to spare (in a 1M-event load on two cores, a second of the last units' writing with
+// about half a CPU idle). Small last units leave it less to do alone, at the cost of a few
+// more transactions.
+func rampDown(segs []spool.SegmentInfo, batch int, minBytes int64) ([]spool.SegmentInfo, []job) {
+	var down []job // last first
+	for n := 0; n < len(rampEighths) && len(segs) > 0; n++ {
+		maxFrames, maxBytes := rampCaps(n)
+		var f filling
+		for i := len(segs) - 1; i >= 0 && f.takes(segs[i], batch, minBytes, maxFrames, maxBytes); i-- {
+			f.add(segs[i])
+		}
+		slices.Reverse(f.segs)
+		segs = segs[:len(segs)-len(f.segs)]
+		down = append(down, f.job)
+	}
+	slices.Reverse(down)
+	return segs, down
 }
 
 // groupForward cuts segs as groupSegments does, front to back.
 func groupForward(segs []spool.SegmentInfo, batch int, minBytes int64, cut int) []job {
 	var out []job
-	var cur job
-	var bytes, frames int64
-	maxFrames, maxBytes := int64(unitFrames), int64(unitBytes)
-	ramp := func() {
-		if n := cut + len(out); n < len(rampEighths) {
-			maxFrames, maxBytes = unitFrames*rampEighths[n]/8, unitBytes*rampEighths[n]/8
-		} else {
-			maxFrames, maxBytes = unitFrames, unitBytes
-		}
-	}
-	ramp()
+	var f filling
+	maxFrames, maxBytes := rampCaps(cut)
 	for _, s := range segs {
-		full := len(cur.segs) >= batch && bytes >= minBytes
-		if len(cur.segs) > 0 && (s.Relay != cur.relay || full || frames+s.Count > maxFrames || bytes+s.RawBytes > maxBytes) {
-			out = append(out, cur)
-			cur, bytes, frames = job{}, 0, 0
-			ramp()
+		if !f.takes(s, batch, minBytes, maxFrames, maxBytes) {
+			out = append(out, f.job)
+			f = filling{}
+			maxFrames, maxBytes = rampCaps(cut + len(out))
 		}
-		cur.relay = s.Relay
-		cur.segs = append(cur.segs, s)
-		bytes += s.RawBytes
-		frames += s.Count
+		f.add(s)
 	}
-	if len(cur.segs) > 0 {
-		out = append(out, cur)
+	if len(f.segs) > 0 {
+		out = append(out, f.job)
 	}
 	return out
 }
